@@ -1,0 +1,36 @@
+"""The python-telegram-bot Application, built once from settings and services."""
+
+from __future__ import annotations
+
+from telegram import BotCommand, LinkPreviewOptions
+from telegram.constants import ParseMode
+from telegram.ext import Application, Defaults
+
+from bot import handlers, texts
+from bot.handlers.qualification import QualificationHandlers
+from bot.settings import Settings
+from bot.telegram_io import PerChatUpdateProcessor, RetryAfterLimiter
+from bot.wiring import Services
+
+
+def build_application(settings: Settings, services: Services) -> Application:  # type: ignore[type-arg]
+    """An Application talking to the configured Bot API server, with every handler registered."""
+    application = (
+        Application.builder()
+        .token(settings.require_token())
+        .base_url(settings.bot_api_base_url)
+        .base_file_url(settings.bot_api_file_url)
+        .defaults(
+            Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True))
+        )
+        .rate_limiter(RetryAfterLimiter())
+        .concurrent_updates(PerChatUpdateProcessor())
+        .post_init(_set_commands)
+        .build()
+    )
+    handlers.register(application, QualificationHandlers(services.qualification, services.config))
+    return application
+
+
+async def _set_commands(application: Application) -> None:  # type: ignore[type-arg]
+    await application.bot.set_my_commands([BotCommand(name, about) for name, about in texts.COMMANDS.items()])

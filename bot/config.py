@@ -1,0 +1,160 @@
+"""The business configuration: one TOML file, checked completely at start-up."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from leads.model import Question, Questionnaire, Scoring, Service
+from scheduling.model import Expert, TimeZoneName
+
+BUNDLED_EXAMPLE = Path(__file__).parent / "examples" / "consultbot.toml"
+
+Location = tuple[str | int, ...]
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file, the key and the problem."""
+
+    def __init__(self, source: str, problems: Sequence[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        if len(self.problems) == 1:
+            key, problem = self.problems[0]
+            return f"configuration error in {self.source}: {key}: {problem}"
+        lines = "\n".join(f"  {key}: {problem}" for key, problem in self.problems)
+        return f"configuration errors in {self.source}:\n{lines}"
+
+
+class Section(BaseModel):
+    """A configuration section: immutable, and a key it does not know is an error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Company(Section):
+    """Who the bot speaks for."""
+
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    timezone: TimeZoneName
+    website: str | None = None
+    privacy_contact: Annotated[str, Field(min_length=1)]
+    """Where prospects write about their data."""
+
+
+class StaffMember(Section):
+    """A salesperson allowed to work leads."""
+
+    user_id: int
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class Sales(Section):
+    """Where leads go."""
+
+    chat_id: int | None = None
+    """The Telegram group or channel that receives lead cards."""
+    timezone: TimeZoneName
+    staff: tuple[StaffMember, ...] = ()
+
+
+class Messages(Section):
+    """The firm's own words at the start and the end of the conversation."""
+
+    welcome: Annotated[str, Field(min_length=1, max_length=2000)]
+    qualified: Annotated[str, Field(min_length=1, max_length=2000)]
+    nurture: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class BusinessConfig(Section):
+    """Everything a consultancy configures about its bot."""
+
+    company: Company
+    services: Annotated[tuple[Service, ...], Field(min_length=1)]
+    questions: Annotated[tuple[Question, ...], Field(min_length=1)]
+    scoring: Scoring
+    experts: tuple[Expert, ...] = ()
+    sales: Sales
+    messages: Messages
+
+    def questionnaire(self) -> Questionnaire:
+        """The questions with catalogue options filled in, and their scoring."""
+        options = tuple({"key": s.key, "label": s.label} for s in self.services)
+        questions = tuple(
+            Question.model_validate({**q.model_dump(exclude={"options_from"}), "options": options})
+            if q.options_from == "services"
+            else q
+            for q in self.questions
+        )
+        return Questionnaire(questions=questions, scoring=self.scoring)
+
+
+def load_config(path: Path) -> BusinessConfig:
+    """Read and check the configuration file; raise ConfigError naming every problem."""
+    source = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(source, [("(file)", "no such file")]) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(source, [("(file)", f"cannot be read: {error}")]) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(source, [("(syntax)", f"not valid TOML: {error}")]) from None
+    try:
+        config = BusinessConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(
+            source, [_describe(e["loc"], e["type"], e["msg"], raw) for e in error.errors()]
+        ) from None
+    problems = [(_key(location, raw), problem) for location, problem in _reference_problems(config)]
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def _reference_problems(config: BusinessConfig) -> Iterable[tuple[Location, str]]:
+    services = {service.key for service in config.services}
+    if len(services) != len(config.services):
+        yield ("services",), "service keys must be unique"
+    yield from config.questionnaire().reference_problems()
+    for index, expert in enumerate(config.experts):
+        for unknown in sorted(set(expert.specialties) - services):
+            yield ("experts", index, "specialties"), f"{unknown!r} is not a service key"
+    experts = [expert.key for expert in config.experts]
+    if len(experts) != len(set(experts)):
+        yield ("experts",), "expert keys must be unique"
+
+
+def _describe(location: Location, kind: str, message: str, raw: Any) -> tuple[str, str]:
+    if kind == "extra_forbidden":
+        message = "unknown key"
+    elif kind == "missing":
+        message = "required key is missing"
+    elif message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    # Pydantic reports failures inside a union per member type; the member name is noise here.
+    location = tuple(part for part in location if not (isinstance(part, str) and "[" in part))
+    return _key(location, raw), message
+
+
+def _key(location: Location, raw: Any) -> str:
+    """A location as a reader finds it in the file: questions[2] ("timeline").ask_when.question."""
+    text = ""
+    node = raw
+    for part in location:
+        if isinstance(part, int):
+            text += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            if isinstance(node, dict) and isinstance(node.get("key"), str):
+                text += f' ("{node["key"]}")'
+        else:
+            text += f".{part}" if text else part
+            node = node.get(part) if isinstance(node, dict) else None
+    return text or "(top level)"

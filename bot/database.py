@@ -1,0 +1,86 @@
+"""The database: engine, connection settings per dialect, and migrations to the current schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+import migrations
+
+MIGRATIONS = Path(migrations.__file__).parent
+
+
+def create_engine(database_url: str) -> AsyncEngine:
+    """An async engine with the settings each database needs for this bot's workload."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    # One connection per process: writers queue in asyncio instead of in SQLite's busy handler,
+    # which sleeps in steps of up to 100 ms and would dominate reply latency under load.
+    engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0)
+    event.listen(engine.sync_engine, "connect", _configure_sqlite)
+    event.listen(engine.sync_engine, "begin", _begin_immediate)
+    return engine
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own transaction handling would begin DEFERRED; take it over (see _begin_immediate).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers carry on while one process writes; busy_timeout makes a second process wait
+    # for the write lock instead of failing at once.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _begin_immediate(connection: Connection) -> None:
+    # A read-then-write transaction begun DEFERRED fails with "database is locked" when another
+    # writer got there first; IMMEDIATE takes the write lock up front, so writers queue instead.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions whose objects stay readable after commit."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(database_url: str | None = None) -> Config:
+    """Alembic's configuration for the bundled migrations, without an alembic.ini."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if database_url is not None:
+        config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+async def upgrade(engine: AsyncEngine) -> None:
+    """Bring the database to the newest schema; an up-to-date database is left as it is."""
+    async with engine.begin() as connection:
+        await connection.run_sync(_upgrade_on, alembic_config())
+
+
+def _upgrade_on(connection: Connection, config: Config) -> None:
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+async def pending_migrations(engine: AsyncEngine) -> list[str]:
+    """Revisions the database still lacks, oldest first."""
+    async with engine.connect() as connection:
+        current = await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_heads())
+    script = ScriptDirectory.from_config(alembic_config())
+    ahead = script.iterate_revisions("heads", current or "base")
+    return [revision.revision for revision in reversed(list(ahead)) if revision.revision not in current]

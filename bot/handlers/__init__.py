@@ -1,0 +1,52 @@
+"""Every Telegram handler, registered in one place and in order."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Update
+from telegram.error import Forbidden, TelegramError
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bot import texts
+from bot.handlers.qualification import QualificationHandlers
+
+log = logging.getLogger(__name__)
+
+
+def register(application: Application, qualification: QualificationHandlers) -> None:  # type: ignore[type-arg]
+    """Route prospects' private messages and button presses to the handlers."""
+    private = filters.ChatType.PRIVATE
+    new_message = filters.UpdateType.MESSAGE & private
+    application.add_handler(CommandHandler("start", qualification.on_start, filters=private))
+    application.add_handler(CommandHandler("restart", qualification.on_restart, filters=private))
+    application.add_handler(CommandHandler("cancel", qualification.on_cancel, filters=private))
+    application.add_handler(CommandHandler("help", qualification.on_help, filters=private))
+    application.add_handler(CommandHandler("privacy", qualification.on_privacy, filters=private))
+    application.add_handler(CallbackQueryHandler(qualification.on_button))
+    application.add_handler(
+        MessageHandler(new_message & filters.TEXT & ~filters.COMMAND, qualification.on_text)
+    )
+    application.add_handler(MessageHandler(new_message & filters.COMMAND, qualification.on_unknown_command))
+    application.add_handler(MessageHandler(new_message, qualification.on_other))
+    application.add_error_handler(on_error)
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log a failed update and tell the prospect, so nobody waits for a reply that will not come."""
+    update_id = update.update_id if isinstance(update, Update) else None
+    log.error("update %s failed", update_id, exc_info=context.error)
+    chat = update.effective_chat if isinstance(update, Update) else None
+    if chat is None or isinstance(context.error, Forbidden):
+        return
+    try:
+        await chat.send_message(texts.SOMETHING_WENT_WRONG)
+    except TelegramError as error:
+        log.warning("could not tell chat about the failure: %s", error)

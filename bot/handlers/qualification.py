@@ -1,0 +1,202 @@
+"""Telegram handlers of the qualification conversation: parse the update, call the service, render."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable
+
+from telegram import Chat, Message, Update, User
+from telegram.error import BadRequest, Forbidden
+from telegram.ext import ContextTypes
+
+from bot import callbacks, render, texts
+from bot.config import BusinessConfig
+from bot.texts import escape
+from leads import flow
+from leads.service import Ignored, QualificationService, Turn, Visitor
+
+log = logging.getLogger(__name__)
+
+Context = ContextTypes.DEFAULT_TYPE
+
+# Telegram deep-link payloads are at most 64 characters of A-Z, a-z, 0-9, _ and -.
+_SOURCE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class QualificationHandlers:
+    """The prospect's side of the bot."""
+
+    def __init__(self, service: QualificationService, config: BusinessConfig) -> None:
+        self._service = service
+        self._config = config
+
+    async def on_start(self, update: Update, context: Context) -> None:
+        """Begin the questionnaire (a deep-link payload is the lead's source), or resume it."""
+        chat, user = _chat_and_user(update)
+        payload = context.args[0] if context.args else None
+        source = payload if payload and _SOURCE.match(payload) else None
+        turn = await self._service.begin(
+            chat_key=_chat_key(chat), visitor=_visitor(user), source=source, update_id=update.update_id
+        )
+        await self._greet(chat, turn)
+
+    async def on_restart(self, update: Update, context: Context) -> None:
+        """Start the questionnaire over."""
+        chat, user = _chat_and_user(update)
+        turn = await self._service.begin(
+            chat_key=_chat_key(chat), visitor=_visitor(user), update_id=update.update_id, restart=True
+        )
+        if isinstance(turn, Turn):
+            await chat.send_message(texts.STARTING_OVER)
+            await self._show(chat, turn.reply.screen)
+
+    async def on_cancel(self, update: Update, context: Context) -> None:
+        """Stop the questionnaire under way."""
+        chat, _ = _chat_and_user(update)
+        cancelled = await self._service.cancel(chat_key=_chat_key(chat), update_id=update.update_id)
+        await chat.send_message(texts.CANCELLED if cancelled else texts.NOTHING_TO_CANCEL)
+
+    async def on_help(self, update: Update, context: Context) -> None:
+        """List the commands."""
+        chat, _ = _chat_and_user(update)
+        await chat.send_message(texts.HELP.format(company=escape(self._config.company.name)))
+
+    async def on_privacy(self, update: Update, context: Context) -> None:
+        """Say what is stored, why, and for how long."""
+        chat, _ = _chat_and_user(update)
+        company = self._config.company
+        await chat.send_message(
+            texts.PRIVACY.format(company=escape(company.name), contact=escape(company.privacy_contact))
+        )
+
+    async def on_button(self, update: Update, context: Context) -> None:
+        """Apply a button press to the conversation and update the message it was on."""
+        query = update.callback_query
+        assert query is not None
+        chat, _ = _chat_and_user(update)
+        # Callback data is never trusted: decode refuses what this bot did not write, and the
+        # service refuses a button from any screen but the current one.
+        given = callbacks.decode(query.data)
+        if given is None:
+            await query.answer(texts.INVALID_BUTTON)
+            return
+        turn = await self._service.respond(chat_key=_chat_key(chat), given=given, update_id=update.update_id)
+        if turn is Ignored.DUPLICATE:
+            return
+        if turn is Ignored.NO_CONVERSATION:
+            await query.answer(texts.plain(texts.NOT_STARTED), show_alert=True)
+            return
+        reply = turn.reply
+        if reply.stale:
+            await query.answer(texts.STALE_BUTTON)
+            return
+        if reply.problem is not None:
+            await query.answer(texts.plain(texts.problem(reply.problem)), show_alert=True)
+            return
+        await query.answer()
+        message = query.message if isinstance(query.message, Message) else None
+        if isinstance(given, flow.Toggle):
+            if message is not None:
+                await _quietly(message.edit_reply_markup(render.keyboard(reply.screen)))
+            return
+        if message is not None:
+            await self._retire(message, given, turn)
+        await self._show(chat, reply.screen)
+
+    async def on_text(self, update: Update, context: Context) -> None:
+        """Take typed text as the answer to the question on screen."""
+        chat, user = _chat_and_user(update)
+        message = update.message
+        if message is None or message.text is None:
+            return
+        typed = flow.Typed(message.text)
+        turn = await self._service.respond(chat_key=_chat_key(chat), given=typed, update_id=update.update_id)
+        if turn is Ignored.DUPLICATE:
+            return
+        if turn is Ignored.NO_CONVERSATION:
+            # Someone who just writes "hi" gets the questionnaire, as if they had pressed Start.
+            started = await self._service.begin(
+                chat_key=_chat_key(chat), visitor=_visitor(user), update_id=update.update_id
+            )
+            await self._greet(chat, started)
+            return
+        reply = turn.reply
+        if reply.stale:
+            await chat.send_message(texts.ALREADY_FINISHED)
+        elif reply.problem is not None:
+            await self._show(chat, reply.screen, problem=texts.problem(reply.problem))
+        else:
+            await self._show(chat, reply.screen)
+
+    async def on_other(self, update: Update, context: Context) -> None:
+        """Explain that only text and buttons are understood."""
+        chat, _ = _chat_and_user(update)
+        await chat.send_message(texts.TEXT_ONLY)
+
+    async def on_unknown_command(self, update: Update, context: Context) -> None:
+        """Point to /help."""
+        chat, _ = _chat_and_user(update)
+        await chat.send_message(texts.UNKNOWN_COMMAND)
+
+    async def _greet(self, chat: Chat, turn: Turn | Ignored) -> None:
+        if not isinstance(turn, Turn):
+            return
+        if not turn.resumed:
+            await chat.send_message(escape(self._config.messages.welcome))
+        elif isinstance(turn.reply.screen, flow.Finished):
+            await chat.send_message(texts.ALREADY_FINISHED)
+            return
+        else:
+            await chat.send_message(texts.WELCOME_BACK)
+        await self._show(chat, turn.reply.screen)
+
+    async def _show(self, chat: Chat, screen: flow.Screen, *, problem: str | None = None) -> None:
+        messages = self._config.messages
+        if isinstance(screen, flow.Prompt):
+            shown = render.prompt(screen, problem=problem)
+        else:
+            if problem is not None:
+                await chat.send_message(problem)
+            shown = render.screen(screen, qualified_text=messages.qualified, nurture_text=messages.nurture)
+        await chat.send_message(shown.html, reply_markup=shown.keyboard)
+
+    async def _retire(self, message: Message, given: flow.Input, turn: Turn) -> None:
+        """Take the buttons off a message that has been answered, showing the answer in their place."""
+        question = self._service.questionnaire.question(getattr(given, "at", ""))
+        if question is not None and isinstance(given, flow.Choose | flow.Done | flow.Skip):
+            value = turn.reply.state.answers.get(question.key)
+            await _quietly(message.edit_text(render.answered(question, value)))
+        elif isinstance(given, flow.Confirm):
+            await _quietly(message.edit_text(f"{message.text_html}\n\n{texts.CONFIRMED}"))
+        else:
+            await _quietly(message.edit_reply_markup(None))
+
+
+async def _quietly(edit: Awaitable[object]) -> None:
+    """Await an edit of an earlier message; it is cosmetic, so a refusal is logged, not raised."""
+    try:
+        await edit
+    except (BadRequest, Forbidden) as error:
+        log.debug("edit refused by Telegram: %s", error)
+
+
+def _chat_and_user(update: Update) -> tuple[Chat, User]:
+    chat, user = update.effective_chat, update.effective_user
+    if chat is None or user is None:
+        raise ValueError(f"update {update.update_id} has no chat or user")
+    return chat, user
+
+
+def _chat_key(chat: Chat) -> str:
+    return f"tg:{chat.id}"
+
+
+def _visitor(user: User) -> Visitor:
+    return Visitor(
+        telegram_user_id=user.id,
+        first_name=user.first_name,
+        last_name=user.last_name,
+        username=user.username,
+        language_code=user.language_code,
+    )

@@ -1,0 +1,80 @@
+"""Deployment settings and secrets, from environment variables, in one typed object."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.config import BUNDLED_EXAMPLE, ConfigError
+
+TELEGRAM_API = "https://api.telegram.org"
+
+
+class Settings(BaseSettings):
+    """What differs between deployments: where Telegram, the database and the configuration are."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    telegram_bot_token: SecretStr | None = None
+    telegram_base_url: str = TELEGRAM_API
+    """A Bot API server: Telegram's own, a self-hosted one, or a test fake."""
+    database_url: str = "sqlite+aiosqlite:///./consultbot.db"
+    config_path: Path = Field(default=BUNDLED_EXAMPLE, validation_alias="CONSULTBOT_CONFIG")
+    log_level: str = "INFO"
+
+    @field_validator("telegram_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        # People paste the URL their other tools use; map the plain schemes to the async drivers.
+        for plain, driver in (
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("postgres://", "postgresql+asyncpg://"),
+            ("sqlite://", "sqlite+aiosqlite://"),
+        ):
+            if value.startswith(plain):
+                return driver + value.removeprefix(plain)
+        if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @property
+    def bot_api_base_url(self) -> str:
+        """The base URL python-telegram-bot appends the token and method to."""
+        base = self.telegram_base_url
+        return base if base.endswith("/bot") else f"{base}/bot"
+
+    @property
+    def bot_api_file_url(self) -> str:
+        """The base URL for downloading files from the same Bot API server."""
+        return self.bot_api_base_url.removesuffix("/bot") + "/file/bot"
+
+    def require_token(self) -> str:
+        """The bot token, or a ConfigError saying it is missing."""
+        if self.telegram_bot_token is None or not self.telegram_bot_token.get_secret_value().strip():
+            raise ConfigError(
+                "the environment", [("TELEGRAM_BOT_TOKEN", "is not set; `run` needs the bot's token")]
+            )
+        return self.telegram_bot_token.get_secret_value().strip()
+
+
+def load_settings() -> Settings:
+    """Read the environment; raise ConfigError naming the variable and the problem."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = [(_variable(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in error.errors()]
+        raise ConfigError("the environment", problems) from None
+
+
+def _variable(location: tuple[str | int, ...]) -> str:
+    name = str(location[0]) if location else "?"
+    return "CONSULTBOT_CONFIG" if name == "config_path" else name.upper()
