@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from telegram import BotCommand, LinkPreviewOptions
 from telegram.constants import ParseMode
 from telegram.ext import Application, Defaults
@@ -15,14 +17,15 @@ from bot.wiring import Services
 
 def build_application(settings: Settings, services: Services) -> Application:  # type: ignore[type-arg]
     """An Application talking to the configured Bot API server, with every handler registered."""
+    # PTB 22 builds RetryAfter (and other time periods) with a deprecation warning unless the
+    # process opts in to the timedelta form that its next major version makes the only one.
+    os.environ.setdefault("PTB_TIMEDELTA", "true")
     application = (
         Application.builder()
         .token(settings.require_token())
         .base_url(settings.bot_api_base_url)
         .base_file_url(settings.bot_api_file_url)
-        .defaults(
-            Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True))
-        )
+        .defaults(Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True)))
         .rate_limiter(RetryAfterLimiter())
         .concurrent_updates(PerChatUpdateProcessor())
         .post_init(_set_commands)

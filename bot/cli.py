@@ -25,9 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     try:
         settings = load_settings()
-        logging.basicConfig(
-            level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         # Libraries log every HTTP request at INFO; keep the bot's own lines readable.
         logging.getLogger("httpx").setLevel(logging.WARNING)
         if arguments.command == "chat":
@@ -103,9 +101,7 @@ async def _serve(settings: Settings, config: BusinessConfig) -> int:
             async with application:
                 await application.start()
                 assert application.updater is not None
-                await application.updater.start_polling(
-                    poll_interval=0, timeout=30, drop_pending_updates=False
-                )
+                await application.updater.start_polling(poll_interval=0, timeout=30, drop_pending_updates=False)
                 log.info("consultbot is serving @%s", application.bot.username)
                 await stop.wait()
                 log.info("stopping: finishing the updates in hand")

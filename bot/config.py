@@ -110,9 +110,7 @@ def load_config(path: Path) -> BusinessConfig:
     try:
         config = BusinessConfig.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(
-            source, [_describe(e["loc"], e["type"], e["msg"], raw) for e in error.errors()]
-        ) from None
+        raise ConfigError(source, [_describe(e["loc"], e["type"], e["msg"], raw) for e in error.errors()]) from None
     problems = [(_key(location, raw), problem) for location, problem in _reference_problems(config)]
     if problems:
         raise ConfigError(source, problems)

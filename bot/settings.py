@@ -60,9 +60,7 @@ class Settings(BaseSettings):
     def require_token(self) -> str:
         """The bot token, or a ConfigError saying it is missing."""
         if self.telegram_bot_token is None or not self.telegram_bot_token.get_secret_value().strip():
-            raise ConfigError(
-                "the environment", [("TELEGRAM_BOT_TOKEN", "is not set; `run` needs the bot's token")]
-            )
+            raise ConfigError("the environment", [("TELEGRAM_BOT_TOKEN", "is not set; `run` needs the bot's token")])
         return self.telegram_bot_token.get_secret_value().strip()
 
 

@@ -57,9 +57,7 @@ class RetryAfterLimiter(BaseRateLimiter[None]):
                 if attempt == self._max_retries:
                     raise
                 wait = retry_after_seconds(error)
-                log.warning(
-                    "telegram flood control on %s: waiting %.1f s (attempt %d)", endpoint, wait, attempt + 1
-                )
+                log.warning("telegram flood control on %s: waiting %.1f s (attempt %d)", endpoint, wait, attempt + 1)
                 await asyncio.sleep(wait)
         raise AssertionError("unreachable: the loop returns or raises")
 

@@ -84,8 +84,7 @@ _PROBLEMS = {
     "too_long": "That is a bit long: please keep it under {maximum} characters.",
     "email": "That doesn't look like an e-mail address. Please type it like <code>name@company.com</code>.",
     "phone": (
-        "Please type the number in international form: a + and the country code, "
-        "like <code>+44 20 7946 0958</code>."
+        "Please type the number in international form: a + and the country code, like <code>+44 20 7946 0958</code>."
     ),
     "integer": "Please type a whole number, like <code>25</code>.",
     "url": "Please type a web address, like <code>https://www.example.com</code>.",
@@ -124,9 +123,7 @@ def lead_summary(summary: LeadSummary) -> str:
     who = escape(prospect.display_name)
     if prospect.username:
         who += f" (@{escape(prospect.username)})"
-    verdict = {"qualified": "✅ Qualified", "nurture": "🌱 Nurture"}.get(
-        summary.outcome or "", "⏳ In progress"
-    )
+    verdict = {"qualified": "✅ Qualified", "nurture": "🌱 Nurture"}.get(summary.outcome or "", "⏳ In progress")
     lines = [
         f"<b>Lead #{summary.lead_id}</b>: {verdict}, score {summary.score if summary.score is not None else '–'}",
         f"<b>Prospect:</b> {who}",

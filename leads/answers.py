@@ -46,9 +46,7 @@ _INTEGER = re.compile(r"^[+-]?\d{1,15}$")
 def clean_text(raw: str) -> str:
     """Strip surrounding space and control characters (PostgreSQL refuses NUL in text)."""
     kept = (
-        character
-        for character in raw
-        if character in "\n\t" or unicodedata.category(character) not in {"Cc", "Cs"}
+        character for character in raw if character in "\n\t" or unicodedata.category(character) not in {"Cc", "Cs"}
     )
     return "".join(kept).strip()
 

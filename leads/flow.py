@@ -222,9 +222,7 @@ def _apply(questionnaire: Questionnaire, state: FlowState, given: Input) -> Flow
         case Back():
             return _back(questionnaire, state)
         case Confirm() if state.stage == "summary":
-            return state.model_copy(
-                update={"stage": "finished", "answers": _live_answers(questionnaire, state)}
-            )
+            return state.model_copy(update={"stage": "finished", "answers": _live_answers(questionnaire, state)})
         case OpenEditMenu() if state.stage == "summary":
             return state.model_copy(update={"stage": "edit_menu"})
         case Edit(question=key) if state.stage == "edit_menu" and key in state.answers:
@@ -267,9 +265,7 @@ def _toggled(question: Question, ticked: tuple[str, ...], option: str) -> tuple[
     return tuple(o.key for o in question.options if o.key in chosen)
 
 
-def _finish_ticking(
-    questionnaire: Questionnaire, state: FlowState, question: Question
-) -> FlowState | Problem:
+def _finish_ticking(questionnaire: Questionnaire, state: FlowState, question: Question) -> FlowState | Problem:
     if state.ticked:
         return _record(questionnaire, state, question.key, state.ticked)
     if question.optional:
@@ -324,9 +320,7 @@ def _previous_question(questionnaire: Questionnaire, state: FlowState) -> Questi
     return next((q for q in reversed(earlier) if q.applies(state.answers)), None)
 
 
-def _first_unanswered(
-    questionnaire: Questionnaire, answers: dict[str, AnswerValue | None]
-) -> Question | None:
+def _first_unanswered(questionnaire: Questionnaire, answers: dict[str, AnswerValue | None]) -> Question | None:
     return next((q for q in _asked(questionnaire, answers) if q.key not in answers), None)
 
 

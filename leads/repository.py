@@ -64,9 +64,7 @@ class SqlLeadTransaction:
             "state": conversation.state.model_dump(mode="json"),
             "last_update_id": conversation.last_update_id,
         }
-        row = (
-            await self._session.get(ConversationRow, conversation.id) if conversation.id is not None else None
-        )
+        row = await self._session.get(ConversationRow, conversation.id) if conversation.id is not None else None
         if row is None:
             row = ConversationRow(**fields, created_at=now, updated_at=now)
             self._session.add(row)
@@ -102,8 +100,7 @@ class SqlLeadTransaction:
         query = select(LeadEventRow).where(LeadEventRow.lead_id == lead_id).order_by(LeadEventRow.id)  # type: ignore[arg-type]
         rows = (await self._session.execute(query)).scalars()
         return [
-            LeadEvent(lead_id=LeadId(r.lead_id), at=r.at, kind=r.kind, actor=r.actor, detail=r.detail)
-            for r in rows
+            LeadEvent(lead_id=LeadId(r.lead_id), at=r.at, kind=r.kind, actor=r.actor, detail=r.detail) for r in rows
         ]
 
     async def commit(self) -> None:

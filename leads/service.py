@@ -99,16 +99,12 @@ class QualificationService:
                 await tx.save_conversation(conversation)
                 await tx.commit()
                 state = conversation.state
-                return Turn(
-                    Reply(state, flow.screen(self._questionnaire, state)), conversation.lead_id, resumed=True
-                )
+                return Turn(Reply(state, flow.screen(self._questionnaire, state)), conversation.lead_id, resumed=True)
             turn = await self._start_lead(tx, chat_key, prospect, conversation, source, update_id)
             await tx.commit()
             return turn
 
-    async def respond(
-        self, *, chat_key: str, given: flow.Input, update_id: int | None = None
-    ) -> Turn | Ignored:
+    async def respond(self, *, chat_key: str, given: flow.Input, update_id: int | None = None) -> Turn | Ignored:
         """Apply a button press or typed answer to the chat's conversation."""
         async with self._store.transaction() as tx:
             conversation = await tx.conversation_for_chat(chat_key)
@@ -196,9 +192,7 @@ class QualificationService:
         if previous is not None and previous.status == "active":
             await self._close_lead(tx, previous.lead_id, "restarted", actor="prospect")
         assert prospect.id is not None
-        lead = await tx.save_lead(
-            Lead(prospect_id=prospect.id, created_at=now, source=source or prospect.source)
-        )
+        lead = await tx.save_lead(Lead(prospect_id=prospect.id, created_at=now, source=source or prospect.source))
         assert lead.id is not None
         await tx.add_event(LeadEvent(lead.id, now, "started", "prospect", {"source": lead.source}))
         state = flow.start(self._questionnaire)
@@ -212,17 +206,13 @@ class QualificationService:
         await tx.save_conversation(conversation)
         return Turn(Reply(state, flow.screen(self._questionnaire, state)), lead.id)
 
-    async def _record_answers(
-        self, tx: LeadTransaction, conversation: Conversation, before: FlowState
-    ) -> None:
+    async def _record_answers(self, tx: LeadTransaction, conversation: Conversation, before: FlowState) -> None:
         after = conversation.state.answers
         changed = [key for key in after if key not in before.answers or before.answers[key] != after[key]]
         now = self._clock()
         for key in changed:
             # Only the question, not the answer: the audit trail must not copy personal data.
-            await tx.add_event(
-                LeadEvent(conversation.lead_id, now, "answered", "prospect", {"question": key})
-            )
+            await tx.add_event(LeadEvent(conversation.lead_id, now, "answered", "prospect", {"question": key}))
 
     async def _complete_lead(self, tx: LeadTransaction, lead_id: LeadId, reply: Reply) -> None:
         assert isinstance(reply.screen, flow.Finished)

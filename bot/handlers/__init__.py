@@ -31,9 +31,7 @@ def register(application: Application, qualification: QualificationHandlers) -> 
     application.add_handler(CommandHandler("help", qualification.on_help, filters=private))
     application.add_handler(CommandHandler("privacy", qualification.on_privacy, filters=private))
     application.add_handler(CallbackQueryHandler(qualification.on_button))
-    application.add_handler(
-        MessageHandler(new_message & filters.TEXT & ~filters.COMMAND, qualification.on_text)
-    )
+    application.add_handler(MessageHandler(new_message & filters.TEXT & ~filters.COMMAND, qualification.on_text))
     application.add_handler(MessageHandler(new_message & filters.COMMAND, qualification.on_unknown_command))
     application.add_handler(MessageHandler(new_message, qualification.on_other))
     application.add_error_handler(on_error)

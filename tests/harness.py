@@ -1,0 +1,88 @@
+"""Running the real bot against the fake Bot API, in this process or as a `consultbot run` process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from telegram.ext import Application
+
+from bot.application import build_application
+from bot.config import BUNDLED_EXAMPLE, load_config
+from bot.settings import Settings
+from bot.wiring import Services, open_services
+from tests.fake_telegram import FakeTelegram
+
+CONSULTBOT = str(Path(sys.executable).parent / "consultbot")
+
+
+@dataclass
+class RunningBot:
+    """The bot's Application and services while it serves the fake Bot API."""
+
+    application: Application  # type: ignore[type-arg]
+    services: Services
+
+
+@asynccontextmanager
+async def running_bot(
+    fake: FakeTelegram, database_url: str, config: Path = BUNDLED_EXAMPLE
+) -> AsyncIterator[RunningBot]:
+    """The bot, long polling the fake server in this process, as `consultbot run` would."""
+    settings = Settings(telegram_bot_token=fake.token, telegram_base_url=fake.url, database_url=database_url)
+    async with open_services(settings, load_config(config)) as services:
+        application = build_application(settings, services)
+        async with application:
+            await application.start()
+            assert application.updater is not None
+            await application.updater.start_polling(poll_interval=0, timeout=1)
+            try:
+                yield RunningBot(application, services)
+            finally:
+                await application.updater.stop()
+                await application.stop()
+
+
+class BotProcess:
+    """`consultbot run` as a separate process, which a test can stop or kill."""
+
+    def __init__(self, fake: FakeTelegram, database_url: str) -> None:
+        self._environment = {
+            **{k: v for k, v in os.environ.items() if k not in {"CONSULTBOT_CONFIG", "LOG_LEVEL"}},
+            "TELEGRAM_BOT_TOKEN": fake.token,
+            "TELEGRAM_BASE_URL": fake.url,
+            "DATABASE_URL": database_url,
+        }
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        """Start serving; returns once the process is up (it may still be connecting)."""
+        self._process = await asyncio.create_subprocess_exec(
+            CONSULTBOT, "run", env=self._environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+
+    async def stop(self, signum: int = signal.SIGTERM, grace: float = 20) -> int:
+        """Send a signal and wait for the process to exit; its exit status."""
+        assert self._process is not None
+        if self._process.returncode is None:
+            self._process.send_signal(signum)
+        try:
+            await asyncio.wait_for(self._process.wait(), grace)
+        except TimeoutError:
+            self._process.kill()
+            await self._process.wait()
+            raise
+        return self._process.returncode if self._process.returncode is not None else -1
+
+    async def stderr(self) -> str:
+        """What the process logged (after it exited)."""
+        assert self._process is not None
+        assert self._process.stderr is not None
+        return (await self._process.stderr.read()).decode()

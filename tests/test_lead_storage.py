@@ -1,0 +1,181 @@
+"""Conversations and leads kept in the database, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot import database
+from leads import flow
+from leads.model import LeadId, Questionnaire
+from leads.repository import SqlLeadStore
+from leads.service import Ignored, QualificationService, Turn, Visitor
+from leads.tables import LeadEventRow
+from tests.conftest import FixedClock
+
+ADA = Visitor(telegram_user_id=4242, first_name="Ada", last_name="Lovelace", username="ada", language_code="en")
+QUALIFYING_ANSWERS = [
+    "1, 3",  # services: HR & payroll, IT infrastructure
+    "3",  # company size: 250–999
+    "40",  # team size
+    "2",  # timeline: 1–3 months
+    "3",  # budget: $20,000–100,000
+    "2",  # role: VP / Director
+    "4",  # delivery: hybrid
+    "Ada Lovelace",
+    "Analytical Engines Ltd",
+    "ada@example.com",
+    "+44 20 7946 0958",
+]
+
+
+def _service(engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock) -> QualificationService:
+    store = SqlLeadStore(database.session_factory(engine))
+    return QualificationService(store=store, questionnaire=questionnaire, clock=clock)
+
+
+async def _answer_all(service: QualificationService, chat_key: str, answers: list[str], first_update: int) -> Turn:
+    turn: Turn | Ignored | None = None
+    for offset, text in enumerate(answers):
+        turn = await service.respond(chat_key=chat_key, given=flow.Typed(text), update_id=first_update + offset)
+        assert isinstance(turn, Turn)
+        assert turn.reply.problem is None, f"{text!r} was refused: {turn.reply.problem}"
+    assert isinstance(turn, Turn)
+    return turn
+
+
+async def test_a_completed_questionnaire_is_stored_as_a_qualified_lead_with_reasons_and_audit_trail(
+    engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock
+) -> None:
+    """Sales find the lead with its answers, score, reasons, source and the events that led there."""
+    service = _service(engine, questionnaire, clock)
+    started = await service.begin(chat_key="tg:4242", visitor=ADA, source="website", update_id=1)
+    assert isinstance(started, Turn)
+
+    await _answer_all(service, "tg:4242", QUALIFYING_ANSWERS, first_update=2)
+    finished = await service.respond(chat_key="tg:4242", given=flow.Confirm(), update_id=100)
+
+    assert isinstance(finished, Turn)
+    assert finished.finished
+    summary = await service.lead_summary(started.lead_id)
+    assert summary is not None
+    assert summary.outcome == "qualified"
+    assert summary.score == 95
+    assert summary.source == "website"
+    assert summary.prospect.username == "ada"
+    assert ("E-mail", "ada@example.com") in summary.answers
+    assert ("Phone", "+442079460958") in summary.answers
+    assert ("Processes", "HR & payroll, IT infrastructure") in summary.answers
+    assert "Decision maker" in [reason.text for reason in summary.reasons]
+    async with SqlLeadStore(database.session_factory(engine)).transaction() as tx:
+        events = await tx.events(started.lead_id)
+    kinds = [event.kind for event in events]
+    assert kinds[0] == "started"
+    assert kinds.count("answered") == len(QUALIFYING_ANSWERS)
+    assert kinds[-2:] == ["completed", "qualified"]
+    assert events[-1].detail["score"] == 95
+
+
+async def test_a_new_process_continues_the_conversation_at_the_same_question(
+    engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock
+) -> None:
+    """Conversation state lives in the database, so a restarted bot asks the next question, answers kept."""
+    first_process = _service(engine, questionnaire, clock)
+    await first_process.begin(chat_key="tg:4242", visitor=ADA, update_id=1)
+    await _answer_all(first_process, "tg:4242", QUALIFYING_ANSWERS[:4], first_update=2)
+
+    second_process = _service(engine, questionnaire, clock)
+    resumed = await second_process.begin(chat_key="tg:4242", visitor=ADA, update_id=10)
+
+    assert isinstance(resumed, Turn)
+    assert resumed.resumed
+    assert isinstance(resumed.reply.screen, flow.Prompt)
+    assert resumed.reply.screen.question.key == "budget"
+    assert resumed.reply.state.answers["team_size"] == 40
+    assert resumed.reply.state.answers["services"] == ("hr", "it_infra")
+
+
+async def test_a_redelivered_update_is_applied_only_once(
+    engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock
+) -> None:
+    """Telegram may deliver an update twice; the second copy must not answer the next question too."""
+    service = _service(engine, questionnaire, clock)
+    await service.begin(chat_key="tg:4242", visitor=ADA, update_id=1)
+    await service.respond(chat_key="tg:4242", given=flow.Typed("1"), update_id=2)
+    await service.respond(chat_key="tg:4242", given=flow.Typed("3"), update_id=3)
+
+    again = await service.respond(chat_key="tg:4242", given=flow.Typed("3"), update_id=3)
+
+    assert again is Ignored.DUPLICATE
+    resumed = await service.begin(chat_key="tg:4242", visitor=ADA, update_id=4)
+    assert isinstance(resumed, Turn)
+    assert isinstance(resumed.reply.screen, flow.Prompt)
+    assert resumed.reply.screen.question.key == "team_size"
+
+
+async def test_answers_arriving_together_for_one_chat_are_both_kept(
+    engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock
+) -> None:
+    """Two updates of one chat handled at once queue on the conversation row instead of losing one."""
+    service = _service(engine, questionnaire, clock)
+    await service.begin(chat_key="tg:4242", visitor=ADA, update_id=1)
+    await service.respond(chat_key="tg:4242", given=flow.Typed("1"), update_id=2)
+
+    await asyncio.gather(
+        service.respond(chat_key="tg:4242", given=flow.Typed("3"), update_id=3),
+        service.respond(chat_key="tg:4242", given=flow.Typed("3"), update_id=4),
+    )
+
+    resumed = await service.begin(chat_key="tg:4242", visitor=ADA, update_id=5)
+    assert isinstance(resumed, Turn)
+    # Whichever came first answered the company size, the other the team size: nothing was lost.
+    assert resumed.reply.state.answers["company_size"] == "250_999"
+    assert resumed.reply.state.answers["team_size"] == 3
+    async with engine.connect() as connection:
+        answered = await connection.scalar(
+            select(func.count()).select_from(LeadEventRow).where(LeadEventRow.kind == "answered")  # type: ignore[arg-type]
+        )
+    assert answered == 3
+
+
+async def test_free_text_with_emoji_right_to_left_script_markup_and_nul_is_stored_intact(
+    engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock
+) -> None:
+    """Whatever a prospect types comes back exactly (less control characters PostgreSQL refuses)."""
+    service = _service(engine, questionnaire, clock)
+    started = await service.begin(chat_key="tg:4242", visitor=ADA, update_id=1)
+    assert isinstance(started, Turn)
+    await _answer_all(service, "tg:4242", QUALIFYING_ANSWERS[:7], first_update=2)
+    name = "شركة 🚀 <b>x</b> & Co\x00"
+
+    await _answer_all(service, "tg:4242", [name, "Tiny & <i>Co</i>"], first_update=20)
+    resumed = await _service(engine, questionnaire, clock).begin(chat_key="tg:4242", visitor=ADA, update_id=30)
+
+    assert isinstance(resumed, Turn)
+    assert resumed.reply.state.answers["name"] == "شركة 🚀 <b>x</b> & Co"
+    assert resumed.reply.state.answers["company"] == "Tiny & <i>Co</i>"
+
+
+async def test_cancelling_closes_the_lead_and_start_afterwards_opens_a_new_one(
+    engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock
+) -> None:
+    """/cancel ends the lead as cancelled; coming back later is a new lead, not the old answers."""
+    service = _service(engine, questionnaire, clock)
+    first = await service.begin(chat_key="tg:4242", visitor=ADA, update_id=1)
+    assert isinstance(first, Turn)
+    await service.respond(chat_key="tg:4242", given=flow.Typed("1"), update_id=2)
+
+    cancelled = await service.cancel(chat_key="tg:4242", update_id=3)
+    after_cancel = await service.respond(chat_key="tg:4242", given=flow.Typed("3"), update_id=4)
+    second = await service.begin(chat_key="tg:4242", visitor=ADA, update_id=5)
+
+    assert cancelled
+    assert after_cancel is Ignored.NO_CONVERSATION
+    assert isinstance(second, Turn)
+    assert second.lead_id != first.lead_id
+    assert second.reply.state.answers == {}
+    old = await service.lead_summary(LeadId(first.lead_id))
+    assert old is not None
+    assert old.status == "cancelled"

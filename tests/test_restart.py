@@ -1,0 +1,83 @@
+"""A `consultbot run` process stopped or killed mid-questionnaire: the prospect carries on where they were."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import select
+
+from bot import database
+from leads.tables import ConversationRow, LeadRow
+from tests.fake_telegram import FakeTelegram, FakeUser
+from tests.harness import BotProcess
+
+STARTUP = 30.0
+"""Seconds a fresh process may take to import, migrate and start polling on a loaded CI machine."""
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    """A fake Bot API server on a free local port."""
+    server = FakeTelegram()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def _first_answers(ada: FakeUser) -> None:
+    await ada.send_text("/start website")
+    await ada.next_message(timeout=STARTUP)
+    services = await ada.next_message()
+    await ada.press(services, services.button("Data processing"))
+    await ada.next_edit(services)
+    await ada.press(services, services.button("Done"))
+    size = await ada.next_message()
+    await ada.press(size, size.button("1,000–4,999"))
+    team = await ada.next_message()
+    assert "how many full-time people" in team.text
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+async def test_a_stopped_bot_continues_the_conversation_at_the_same_question(
+    fake: FakeTelegram, database_url: str, how: signal.Signals
+) -> None:
+    """After a kill or a graceful stop and a new start, the next answer goes to the same question, answers kept."""
+    ada = fake.user(4242, first_name="Ada")
+    first = BotProcess(fake, database_url)
+    await first.start()
+    await _first_answers(ada)
+
+    status = await first.stop(how)
+    second = BotProcess(fake, database_url)
+    await second.start()
+    try:
+        timeline = await ada.next_reply("250", timeout=STARTUP)
+        await ada.press(timeline, timeline.button("Within a month"))
+        budget = await ada.next_message()
+        resumed = await ada.next_reply("/start")
+        current = await ada.next_message()
+    finally:
+        await second.stop()
+
+    assert status == (0 if how == signal.SIGTERM else -signal.SIGKILL)
+    assert "When would you like" in timeline.text
+    assert "monthly budget" in budget.text
+    assert "Welcome back" in resumed.text
+    assert "monthly budget" in current.text
+    assert fake.rejected() == []
+    engine = database.create_engine(database_url)
+    async with database.session_factory(engine)() as session:
+        leads = list((await session.execute(select(LeadRow))).scalars())
+        conversation = (await session.execute(select(ConversationRow))).scalar_one()
+    await engine.dispose()
+    assert conversation.state["answers"] == {
+        "services": ["data_entry"],
+        "company_size": "1000_4999",
+        "team_size": 250,
+        "timeline": "asap",
+    }
+    assert len(leads) == 1
+    assert leads[0].source == "website"
+    assert leads[0].status == "in_progress"

@@ -1,0 +1,202 @@
+"""The qualification conversation end to end: real python-telegram-bot, over HTTP, against the fake Bot API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot import database
+from leads.tables import LeadEventRow, LeadRow, ProspectRow
+from tests.fake_telegram import FakeTelegram, FakeUser, SentMessage
+from tests.harness import RunningBot, running_bot
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    """A fake Bot API server on a free local port."""
+    server = FakeTelegram()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def bot(fake: FakeTelegram, database_url: str) -> AsyncIterator[RunningBot]:
+    """The bot serving the fake server, on a fresh database of each kind."""
+    async with running_bot(fake, database_url) as running:
+        yield running
+
+
+async def _question(user: FakeUser, expected: str) -> SentMessage:
+    message = await user.next_message()
+    assert expected in message.text, f"expected a message with {expected!r}, got {message.text!r}"
+    return message
+
+
+async def _answer_up_to_contact_details(user: FakeUser) -> None:
+    """Processes, size, team, timeline, budget, role and delivery model, by buttons and one typed number."""
+    services = await _question(user, "Which processes")
+    await user.press(services, services.button("HR & payroll"))
+    ticked = await user.next_edit(services)
+    assert "✅ HR & payroll" in [label for label, _ in ticked.buttons()]
+    await user.press(services, services.button("IT infrastructure"))
+    await user.next_edit(services)
+    await user.press(services, services.button("Done"))
+    size = await _question(user, "How many employees")
+    assert "Question 2 of 11" in size.text
+    await user.press(size, size.button("250–999"))
+    await _question(user, "how many full-time people")
+    await user.send_text("40")
+    timeline = await _question(user, "When would you like")
+    await user.press(timeline, timeline.button("In 1–3 months"))
+    budget = await _question(user, "monthly budget")
+    await user.press(budget, budget.button("$20,000–100,000"))
+    role = await _question(user, "your role")
+    await user.press(role, role.button("VP / Director"))
+    delivery = await _question(user, "delivery model")
+    await user.press(delivery, delivery.button("Hybrid"))
+
+
+async def _answer_contact_details_and_confirm(user: FakeUser) -> SentMessage:
+    await _question(user, "full name")
+    await user.send_text("Ada Lovelace")
+    await _question(user, "company called")
+    await user.send_text("Analytical Engines Ltd")
+    await _question(user, "e-mail address")
+    await user.send_text("ada@example.com")
+    phone = await _question(user, "phone number")
+    await user.press(phone, phone.button("Skip"))
+    summary = await _question(user, "Please check your answers")
+    assert "E-mail: ada@example.com" in summary.text
+    await user.press(summary, summary.button("Confirm"))
+    return await user.next_message()
+
+
+async def test_a_prospect_answering_with_buttons_and_text_is_qualified_and_stored(
+    fake: FakeTelegram, bot: RunningBot
+) -> None:
+    """The whole questionnaire by buttons and typing ends qualified; the lead, score, reasons and events are stored."""
+    ada = fake.user(4242, first_name="Ada", last_name="Lovelace", username="ada")
+
+    await ada.send_text("/start website")
+    welcome = await ada.next_message()
+    await _answer_up_to_contact_details(ada)
+    result = await _answer_contact_details_and_confirm(ada)
+
+    assert "Meridian Outsourcing" in welcome.text
+    assert "an expert will contact you" in result.text
+    assert fake.rejected() == []
+    lead, prospect, events = await _stored(bot.services.engine)
+    assert lead.outcome == "qualified"
+    assert lead.score == 95
+    assert lead.source == "website"
+    assert lead.answers["services"] == ["hr", "it_infra"]
+    assert lead.answers["team_size"] == 40
+    assert lead.answers["phone"] is None
+    assert {"text": "Decision maker", "points": 15} in lead.reasons
+    assert prospect.telegram_user_id == 4242
+    assert prospect.username == "ada"
+    assert [e.kind for e in events][:1] + [e.kind for e in events][-2:] == ["started", "completed", "qualified"]
+
+
+async def test_a_prospect_just_researching_without_a_budget_is_nurtured(fake: FakeTelegram, bot: RunningBot) -> None:
+    """The disqualifying combination sends the lead to nurture with the configured resources message."""
+    bob = fake.user(5151, first_name="Bob")
+    await bob.send_text("/start")
+    await bob.next_message()
+
+    services = await _question(bob, "Which processes")
+    await bob.press(services, services.button("Contract review"))
+    await bob.next_edit(services)
+    await bob.press(services, services.button("Done"))
+    for expected, choice in [("How many employees", "1–49")]:
+        message = await _question(bob, expected)
+        await bob.press(message, message.button(choice))
+    await _question(bob, "how many full-time people")
+    await bob.send_text("2")
+    for expected, choice in [
+        ("When would you like", "Just researching"),
+        ("monthly budget", "Not decided yet"),
+        ("your role", "Team member"),
+        ("delivery model", "Not sure yet"),
+    ]:
+        message = await _question(bob, expected)
+        await bob.press(message, message.button(choice))
+    for expected, typed in [("full name", "Bob"), ("company called", "Bob's Shop"), ("e-mail", "bob@example.org")]:
+        await _question(bob, expected)
+        await bob.send_text(typed)
+    await _question(bob, "phone number")
+    await bob.send_text("+1 415 555 0100")
+    summary = await _question(bob, "Please check your answers")
+    await bob.press(summary, summary.button("Confirm"))
+    result = await bob.next_message()
+
+    assert "outsourcing playbook" in result.text
+    assert fake.rejected() == []
+    lead, _, events = await _stored(bot.services.engine)
+    assert lead.outcome == "nurture"
+    assert {"text": "Just researching, with no budget decided", "points": None} in lead.reasons
+    assert events[-1].kind == "nurture"
+
+
+async def test_an_answered_question_loses_its_buttons_and_shows_the_answer(fake: FakeTelegram, bot: RunningBot) -> None:
+    """After a press the old message reads as answered, so nobody presses its buttons again by mistake."""
+    ada = fake.user(4242)
+    await ada.send_text("/start")
+    await ada.next_message()
+    services = await _question(ada, "Which processes")
+    await ada.press(services, services.button("Payments"))
+    await ada.next_edit(services)
+
+    await ada.press(services, services.button("Done"))
+    await _question(ada, "How many employees")
+
+    assert services.reply_markup is None or services.buttons() == []
+    assert "→ Payments & billing" in services.text
+
+
+async def test_back_returns_to_the_previous_question_and_edit_changes_one_answer(
+    fake: FakeTelegram, bot: RunningBot
+) -> None:
+    """Back re-asks the previous question; Edit from the summary changes one answer and returns to it."""
+    ada = fake.user(4242)
+    await ada.send_text("/start")
+    await ada.next_message()
+    await _answer_up_to_contact_details(ada)
+    name = await _question(ada, "full name")
+
+    await ada.press(name, name.button("Back"))
+    delivery = await _question(ada, "delivery model")
+    await ada.press(delivery, delivery.button("Offshore"))
+    summary = await _answer_contact_details_and_confirm_later(ada)
+    await ada.press(summary, summary.button("Edit"))
+    menu = await _question(ada, "Which answer would you like to change?")
+    await ada.press(menu, menu.button("Team size"))
+    await _question(ada, "how many full-time people")
+    await ada.send_text("120")
+    summary_again = await _question(ada, "Please check your answers")
+
+    assert "Delivery model: Offshore" in summary_again.text
+    assert "Team size: 120" in summary_again.text
+    assert fake.rejected() == []
+
+
+async def _answer_contact_details_and_confirm_later(user: FakeUser) -> SentMessage:
+    for expected, typed in [("full name", "Ada"), ("company called", "AE"), ("e-mail", "ada@example.com")]:
+        await _question(user, expected)
+        await user.send_text(typed)
+    phone = await _question(user, "phone number")
+    await user.press(phone, phone.button("Skip"))
+    return await _question(user, "Please check your answers")
+
+
+async def _stored(engine: AsyncEngine) -> tuple[LeadRow, ProspectRow, list[LeadEventRow]]:
+    async with database.session_factory(engine)() as session:
+        lead = (await session.execute(select(LeadRow))).scalar_one()
+        prospect = (await session.execute(select(ProspectRow))).scalar_one()
+        query = select(LeadEventRow).where(LeadEventRow.lead_id == lead.id).order_by(LeadEventRow.id)  # type: ignore[arg-type]
+        events = list((await session.execute(query)).scalars())
+    return lead, prospect, events
