@@ -54,9 +54,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["prospect_id"], ["prospects.id"], name=op.f("fk_leads_prospect_id_prospects")
-        ),
+        sa.ForeignKeyConstraint(["prospect_id"], ["prospects.id"], name=op.f("fk_leads_prospect_id_prospects")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_leads")),
     )
     with op.batch_alter_table("leads", schema=None) as batch_op:
@@ -81,9 +79,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["lead_id"], ["leads.id"], name=op.f("fk_conversations_lead_id_leads")),
-        sa.ForeignKeyConstraint(
-            ["prospect_id"], ["prospects.id"], name=op.f("fk_conversations_prospect_id_prospects")
-        ),
+        sa.ForeignKeyConstraint(["prospect_id"], ["prospects.id"], name=op.f("fk_conversations_prospect_id_prospects")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_conversations")),
         sa.UniqueConstraint("chat_key", name=op.f("uq_conversations_chat_key")),
     )
