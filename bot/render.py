@@ -88,18 +88,31 @@ def keyboard(shown: flow.Screen) -> InlineKeyboardMarkup | None:
     return None
 
 
+MESSAGE_LIMIT = 4096
+"""Characters Telegram accepts in one message, after entity parsing."""
+
+
 def _summary(items: tuple[tuple[Question, AnswerValue | None], ...]) -> Message:
-    lines = [texts.SUMMARY_TITLE, ""]
-    for question, value in items:
-        answer = texts.SKIPPED if value is None else texts.shorten(describe_answer(question, value))
-        lines.append(f"<b>{escape(question.label)}:</b> {escape(answer)}")
-    lines += ["", texts.SUMMARY_HINT]
+    # Long free-text answers are cut ever shorter until the whole summary fits one message.
+    for limit in (texts.MAX_ANSWER_IN_SUMMARY, 150, 80, 40, 20):
+        html = _summary_text(items, limit)
+        if texts.telegram_length(html) <= MESSAGE_LIMIT:
+            break
     buttons = [
         [_button(texts.BUTTON_CONFIRM, flow.Confirm())],
         [_button(texts.BUTTON_EDIT, flow.OpenEditMenu())],
         [_button(texts.BUTTON_BACK, flow.Back(at=flow.SUMMARY))],
     ]
-    return Message("\n".join(lines), InlineKeyboardMarkup(buttons))
+    return Message(html, InlineKeyboardMarkup(buttons))
+
+
+def _summary_text(items: tuple[tuple[Question, AnswerValue | None], ...], limit: int) -> str:
+    lines = [texts.SUMMARY_TITLE, ""]
+    for question, value in items:
+        answer = texts.SKIPPED if value is None else texts.shorten(describe_answer(question, value), limit)
+        lines.append(f"<b>{escape(question.label)}:</b> {escape(answer)}")
+    lines += ["", texts.SUMMARY_HINT]
+    return "\n".join(lines)
 
 
 def _edit_menu(questions: tuple[Question, ...]) -> Message:

@@ -51,7 +51,6 @@ SOMETHING_WENT_WRONG = "Sorry, something went wrong on our side. Please try agai
 UNKNOWN_COMMAND = "I don't know that command. Send /help to see what I can do."
 NEXT_STEPS_QUALIFIED = "<b>What happens next:</b> an expert will contact you to arrange your consultation."
 ANSWER_RECORDED = "{prompt}\n→ <b>{answer}</b>"
-CONFIRMED = "✅ Confirmed"
 
 HELP = """<b>{company}</b> assistant: tell us about the processes you want to outsource and we'll match you with the right expert.
 
@@ -137,6 +136,11 @@ def lead_summary(summary: LeadSummary) -> str:
             points = "✖" if reason.points is None else f"{reason.points:+d}"
             lines.append(f"  {points} {escape(reason.text)}")
     return "\n".join(lines)
+
+
+def telegram_length(html_text: str) -> int:
+    """Length as Telegram counts it: UTF-16 code units of the text without its markup."""
+    return len(plain(html_text).encode("utf-16-le")) // 2
 
 
 def plain(text: str) -> str:

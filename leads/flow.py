@@ -181,6 +181,7 @@ def start(questionnaire: Questionnaire) -> FlowState:
 
 def screen(questionnaire: Questionnaire, state: FlowState) -> Screen:
     """What to show for a state."""
+    state = settle(questionnaire, state)
     match state.stage:
         case "summary":
             return Summary(_answered_items(questionnaire, state.answers))
@@ -193,8 +194,26 @@ def screen(questionnaire: Questionnaire, state: FlowState) -> Screen:
             return _prompt(questionnaire, state)
 
 
+def settle(questionnaire: Questionnaire, state: FlowState) -> FlowState:
+    """A stored state fitted to the questionnaire as configured now, which may have changed since.
+
+    A conversation saved at a question that was since removed, or whose condition no longer
+    holds, continues at the first question still unanswered (or the summary).
+    """
+    if state.stage != "asking":
+        return state
+    question = questionnaire.question(state.current or "")
+    if question is not None and question.applies(state.answers):
+        return state
+    upcoming = _first_unanswered(questionnaire, state.answers)
+    if upcoming is None:
+        return FlowState(stage="summary", answers=state.answers)
+    return _open(FlowState(answers=state.answers), upcoming.key)
+
+
 def handle(questionnaire: Questionnaire, state: FlowState, given: Input) -> Reply:
     """Apply one input to a state."""
+    state = settle(questionnaire, state)
     outcome = _apply(questionnaire, state, given)
     if isinstance(outcome, FlowState):
         return Reply(outcome, screen(questionnaire, outcome))

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import database
-from leads.tables import LeadEventRow, LeadRow, ProspectRow
+from leads.tables import ConversationRow, LeadEventRow, LeadRow, ProspectRow
 from tests.fake_telegram import FakeTelegram, FakeUser, SentMessage
 from tests.harness import RunningBot, running_bot
 
@@ -200,3 +200,49 @@ async def _stored(engine: AsyncEngine) -> tuple[LeadRow, ProspectRow, list[LeadE
         query = select(LeadEventRow).where(LeadEventRow.lead_id == lead.id).order_by(LeadEventRow.id)  # type: ignore[arg-type]
         events = list((await session.execute(query)).scalars())
     return lead, prospect, events
+
+
+async def test_answers_sent_in_quick_succession_are_applied_in_order(fake: FakeTelegram, bot: RunningBot) -> None:
+    """A prospect typing ahead without waiting gets each question answered in turn, none lost or swapped."""
+    ada = fake.user(4242)
+    await ada.send_text("/start")
+    await ada.next_message()
+    await ada.next_message()
+
+    for typed in ["2, 4", "5", "300", "1", "4"]:
+        await ada.send_text(typed)
+    replies = [await ada.next_message() for _ in range(5)]
+
+    assert "How many employees" in replies[0].text
+    assert "When would you like" in replies[2].text
+    assert "your role" in replies[4].text
+    resumed = await ada.next_reply("/start")
+    assert "Welcome back" in resumed.text
+    async with database.session_factory(bot.services.engine)() as session:
+        answers = (await session.execute(select(ConversationRow))).scalar_one().state["answers"]
+    assert answers == {
+        "services": ["finance", "data_entry"],
+        "company_size": "5000_plus",
+        "team_size": 300,
+        "timeline": "asap",
+        "budget": "over_100k",
+    }
+
+
+async def test_restart_sets_the_answers_aside_and_starts_a_new_lead(fake: FakeTelegram, bot: RunningBot) -> None:
+    """/restart begins again at question 1; the abandoned lead is kept, marked restarted."""
+    ada = fake.user(4242)
+    await ada.send_text("/start")
+    await ada.next_message()
+    await ada.next_message()
+    await ada.next_reply("1")
+
+    starting_over = await ada.next_reply("/restart")
+    first_question = await ada.next_message()
+
+    assert "Starting over" in starting_over.text
+    assert "Question 1 of 12" in first_question.text
+    async with database.session_factory(bot.services.engine)() as session:
+        leads = (await session.execute(select(LeadRow).order_by(LeadRow.id))).scalars()  # type: ignore[arg-type]
+        statuses = [lead.status for lead in leads]
+    assert statuses == ["restarted", "in_progress"]

@@ -167,8 +167,6 @@ class QualificationHandlers:
         if question is not None and isinstance(given, flow.Choose | flow.Done | flow.Skip):
             value = turn.reply.state.answers.get(question.key)
             await _quietly(message.edit_text(render.answered(question, value)))
-        elif isinstance(given, flow.Confirm):
-            await _quietly(message.edit_text(f"{message.text_html}\n\n{texts.CONFIRMED}"))
         else:
             await _quietly(message.edit_reply_markup(None))
 
