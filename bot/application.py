@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from telegram import BotCommand, LinkPreviewOptions
 from telegram.constants import ParseMode
-from telegram.ext import Application, Defaults
+from telegram.ext import Application, ContextTypes, Defaults, ExtBot, JobQueue
 
 from bot import handlers, texts
 from bot.handlers.qualification import QualificationHandlers
@@ -14,8 +15,18 @@ from bot.settings import Settings
 from bot.telegram_io import PerChatUpdateProcessor, RetryAfterLimiter
 from bot.wiring import Services
 
+BotApplication = Application[
+    ExtBot[None],
+    ContextTypes.DEFAULT_TYPE,
+    dict[Any, Any],
+    dict[Any, Any],
+    dict[Any, Any],
+    JobQueue[ContextTypes.DEFAULT_TYPE],
+]
+"""The Application as python-telegram-bot's builder makes it with default types."""
 
-def build_application(settings: Settings, services: Services) -> Application:  # type: ignore[type-arg]
+
+def build_application(settings: Settings, services: Services) -> BotApplication:
     """An Application talking to the configured Bot API server, with every handler registered."""
     # PTB 22 builds RetryAfter (and other time periods) with a deprecation warning unless the
     # process opts in to the timedelta form that its next major version makes the only one.
@@ -35,5 +46,5 @@ def build_application(settings: Settings, services: Services) -> Application:  #
     return application
 
 
-async def _set_commands(application: Application) -> None:  # type: ignore[type-arg]
+async def _set_commands(application: BotApplication) -> None:
     await application.bot.set_my_commands([BotCommand(name, about) for name, about in texts.COMMANDS.items()])

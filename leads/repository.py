@@ -10,6 +10,7 @@ from typing import Any, Literal, cast
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from leads.flow import FlowState
 from leads.model import ConversationId, LeadId, ProspectId
@@ -28,7 +29,7 @@ class SqlLeadTransaction:
         return None if row is None else _prospect(row)
 
     async def prospect_by_telegram_id(self, telegram_user_id: int) -> Prospect | None:
-        query = select(ProspectRow).where(ProspectRow.telegram_user_id == telegram_user_id)  # type: ignore[arg-type]
+        query = select(ProspectRow).where(col(ProspectRow.telegram_user_id) == telegram_user_id)
         row = (await self._session.execute(query)).scalar_one_or_none()
         return None if row is None else _prospect(row)
 
@@ -48,7 +49,7 @@ class SqlLeadTransaction:
     async def conversation_for_chat(self, chat_key: str) -> Conversation | None:
         # FOR UPDATE queues a chat's updates on PostgreSQL; SQLite transactions begin IMMEDIATE
         # (see bot/database.py), which serialises writers in the same way.
-        query = select(ConversationRow).where(ConversationRow.chat_key == chat_key).with_for_update()  # type: ignore[arg-type]
+        query = select(ConversationRow).where(col(ConversationRow.chat_key) == chat_key).with_for_update()
         row = (await self._session.execute(query)).scalar_one_or_none()
         return None if row is None else _conversation(row)
 
@@ -97,7 +98,7 @@ class SqlLeadTransaction:
         await self._session.flush()
 
     async def events(self, lead_id: LeadId) -> list[LeadEvent]:
-        query = select(LeadEventRow).where(LeadEventRow.lead_id == lead_id).order_by(LeadEventRow.id)  # type: ignore[arg-type]
+        query = select(LeadEventRow).where(col(LeadEventRow.lead_id) == lead_id).order_by(col(LeadEventRow.id))
         rows = (await self._session.execute(query)).scalars()
         return [
             LeadEvent(lead_id=LeadId(r.lead_id), at=r.at, kind=r.kind, actor=r.actor, detail=r.detail) for r in rows

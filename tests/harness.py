@@ -12,9 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from telegram.ext import Application
-
-from bot.application import build_application
+from bot.application import BotApplication, build_application
 from bot.config import BUNDLED_EXAMPLE, load_config
 from bot.settings import Settings
 from bot.wiring import Services, open_services
@@ -27,7 +25,7 @@ CONSULTBOT = str(Path(sys.executable).parent / "consultbot")
 class RunningBot:
     """The bot's Application and services while it serves the fake Bot API."""
 
-    application: Application  # type: ignore[type-arg]
+    application: BotApplication
     services: Services
 
 

@@ -6,6 +6,7 @@ import asyncio
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col
 
 from bot import database
 from leads import flow
@@ -135,7 +136,7 @@ async def test_answers_arriving_together_for_one_chat_are_both_kept(
     assert resumed.reply.state.answers["team_size"] == 3
     async with engine.connect() as connection:
         answered = await connection.scalar(
-            select(func.count()).select_from(LeadEventRow).where(LeadEventRow.kind == "answered")  # type: ignore[arg-type]
+            select(func.count()).select_from(LeadEventRow).where(col(LeadEventRow.kind) == "answered")
         )
     assert answered == 3
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col
 
 from bot import database
 from leads.tables import ConversationRow, LeadEventRow, LeadRow, ProspectRow
@@ -197,7 +198,7 @@ async def _stored(engine: AsyncEngine) -> tuple[LeadRow, ProspectRow, list[LeadE
     async with database.session_factory(engine)() as session:
         lead = (await session.execute(select(LeadRow))).scalar_one()
         prospect = (await session.execute(select(ProspectRow))).scalar_one()
-        query = select(LeadEventRow).where(LeadEventRow.lead_id == lead.id).order_by(LeadEventRow.id)  # type: ignore[arg-type]
+        query = select(LeadEventRow).where(col(LeadEventRow.lead_id) == lead.id).order_by(col(LeadEventRow.id))
         events = list((await session.execute(query)).scalars())
     return lead, prospect, events
 
@@ -243,6 +244,6 @@ async def test_restart_sets_the_answers_aside_and_starts_a_new_lead(fake: FakeTe
     assert "Starting over" in starting_over.text
     assert "Question 1 of 12" in first_question.text
     async with database.session_factory(bot.services.engine)() as session:
-        leads = (await session.execute(select(LeadRow).order_by(LeadRow.id))).scalars()  # type: ignore[arg-type]
+        leads = (await session.execute(select(LeadRow).order_by(col(LeadRow.id)))).scalars()
         statuses = [lead.status for lead in leads]
     assert statuses == ["restarted", "in_progress"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from telegram import Update
 from telegram.error import Forbidden, TelegramError
@@ -21,7 +22,7 @@ from bot.handlers.qualification import QualificationHandlers
 log = logging.getLogger(__name__)
 
 
-def register(application: Application, qualification: QualificationHandlers) -> None:  # type: ignore[type-arg]
+def register(application: Application[Any, Any, Any, Any, Any, Any], qualification: QualificationHandlers) -> None:
     """Route prospects' private messages and button presses to the handlers."""
     private = filters.ChatType.PRIVATE
     new_message = filters.UpdateType.MESSAGE & private
