@@ -38,6 +38,13 @@ def decode(data: str | None) -> flow.Input | None:
     """The input a button sends, or None for data this bot never wrote (forged or mangled)."""
     if not data or len(data.encode()) > MAX_CALLBACK_BYTES:
         return None
+    decoded = _read(data)
+    # Only data this bot writes is read: "ok:" or "d:services:" would mean the same, but no
+    # button of ours sends them, so whoever did is not pressing one of our buttons.
+    return decoded if decoded is not None and encode(decoded) == data else None
+
+
+def _read(data: str) -> flow.Input | None:
     kind, _, rest = data.partition(":")
     at, _, option = rest.partition(":")
     match kind:

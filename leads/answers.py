@@ -38,9 +38,9 @@ class Problem:
 # prospect who types something stranger has almost certainly made a typo.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
 _PHONE_PUNCTUATION = re.compile(r"[\s\-().]")
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$", re.IGNORECASE)
-_INTEGER = re.compile(r"^[+-]?\d{1,15}$")
+_INTEGER = re.compile(r"^[+-]?[0-9]{1,15}$")
 
 
 def clean_text(raw: str) -> str:
@@ -78,8 +78,13 @@ def _parse_email(text: str) -> str | Problem:
     return f"{local}@{domain.lower()}"
 
 
+def _ascii_digits(text: str) -> str:
+    """Digits of any script (Arabic-Indic, full-width ...) as 0-9, so stored numbers are uniform."""
+    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in text)
+
+
 def _parse_phone(text: str) -> str | Problem:
-    digits = _PHONE_PUNCTUATION.sub("", text)
+    digits = _PHONE_PUNCTUATION.sub("", _ascii_digits(text))
     if digits.startswith("00"):
         digits = "+" + digits[2:]
     if not _E164.match(digits):
@@ -89,7 +94,7 @@ def _parse_phone(text: str) -> str | Problem:
 
 def _parse_integer(text: str, minimum: int | None, maximum: int | None) -> int | Problem:
     # People write thousands with separators ("1,200", "1 200", "1_200"); accept them.
-    compact = re.sub(r"(?<=\d)[,\s_'](?=\d{3})", "", text)
+    compact = re.sub(r"(?<=\d)[,\s_'](?=\d{3})", "", _ascii_digits(text))
     if not _INTEGER.match(compact):
         return Problem("integer", minimum=minimum, maximum=maximum)
     number = int(compact)
@@ -130,7 +135,7 @@ def match_options(question: Question, raw: str) -> tuple[str, ...] | Problem:
 
 
 def _option_for(question: Question, piece: str) -> str | None:
-    if piece.isdigit():
+    if piece.isascii() and piece.isdigit():
         index = int(piece) - 1
         return question.options[index].key if 0 <= index < len(question.options) else None
     folded = piece.casefold()

@@ -238,15 +238,28 @@ def _apply(questionnaire: Questionnaire, state: FlowState, given: Input) -> Flow
             return _finish_ticking(questionnaire, state, question)
         case Skip() if question and question.optional:
             return _record(questionnaire, state, question.key, None)
-        case Back():
+        case Back() if state.stage != "finished":
             return _back(questionnaire, state)
         case Confirm() if state.stage == "summary":
-            return state.model_copy(update={"stage": "finished", "answers": _live_answers(questionnaire, state)})
+            return _confirm(questionnaire, state)
         case OpenEditMenu() if state.stage == "summary":
             return state.model_copy(update={"stage": "edit_menu"})
-        case Edit(question=key) if state.stage == "edit_menu" and key in state.answers:
+        case Edit(question=key) if state.stage == "edit_menu" and key in _editable(questionnaire, state):
             return _open(state.model_copy(update={"editing": True}), key)
     return None
+
+
+def _confirm(questionnaire: Questionnaire, state: FlowState) -> FlowState:
+    # Going Back out of a question an edit made relevant leaves it unanswered: ask it now.
+    missing = _first_unanswered(questionnaire, state.answers)
+    if missing is not None:
+        return _open(state.model_copy(update={"editing": True}), missing.key)
+    return state.model_copy(update={"stage": "finished", "answers": _live_answers(questionnaire, state)})
+
+
+def _editable(questionnaire: Questionnaire, state: FlowState) -> set[str]:
+    """The questions the edit menu lists: asked, and still relevant."""
+    return {question.key for question, _ in _answered_items(questionnaire, state.answers)}
 
 
 def _screen_name(state: FlowState) -> str:
