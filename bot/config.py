@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from leads.model import Question, Questionnaire, Scoring, Service
 from scheduling.model import Expert, TimeZoneName
@@ -52,14 +52,14 @@ class Company(Section):
 class StaffMember(Section):
     """A salesperson allowed to work leads."""
 
-    user_id: int
+    user_id: StrictInt
     name: Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class Sales(Section):
     """Where leads go."""
 
-    chat_id: int | None = None
+    chat_id: StrictInt | None = None
     """The Telegram group or channel that receives lead cards."""
     timezone: TimeZoneName
     staff: tuple[StaffMember, ...] = ()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Literal, NewType
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+# Numbers and booleans are strict: TOML has real types, so `minimum = "1"` is a mistake to report.
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
 LeadId = NewType("LeadId", int)
 ProspectId = NewType("ProspectId", int)
@@ -42,8 +43,8 @@ class Condition(Value):
 
     question: Key
     any_of: tuple[str, ...] | None = None
-    at_least: int | None = None
-    at_most: int | None = None
+    at_least: StrictInt | None = None
+    at_most: StrictInt | None = None
 
     @model_validator(mode="after")
     def _has_a_test(self) -> Condition:
@@ -82,10 +83,10 @@ class Question(Value):
     options_from: Literal["services"] | None = None
     """Take the options from the service catalogue instead of listing them here."""
     format: AnswerFormat = "text"
-    minimum: int | None = None
-    maximum: int | None = None
-    max_length: Annotated[int, Field(ge=1, le=2000)] = 300
-    optional: bool = False
+    minimum: StrictInt | None = None
+    maximum: StrictInt | None = None
+    max_length: Annotated[StrictInt, Field(ge=1, le=2000)] = 300
+    optional: StrictBool = False
     ask_when: Condition | None = None
 
     @model_validator(mode="after")
@@ -117,7 +118,7 @@ class ScoringRule(Value):
     """Points given when an answer matches, with the reason a salesperson reads."""
 
     when: Condition
-    points: int
+    points: StrictInt
     reason: Annotated[str, Field(min_length=1, max_length=200)]
 
 
@@ -131,7 +132,7 @@ class Disqualifier(Value):
 class Scoring(Value):
     """How answers become a score and a decision."""
 
-    qualify_at: int
+    qualify_at: StrictInt
     rules: tuple[ScoringRule, ...] = ()
     disqualifiers: tuple[Disqualifier, ...] = ()
 

@@ -124,6 +124,20 @@ def test_every_bundled_service_has_an_expert_who_consults_on_it() -> None:
             id="text_where_a_number_is_expected",
         ),
         pytest.param(
+            "maximum = 100000\n",
+            'maximum = "100000"\n',
+            'questions[3] ("team_size").maximum',
+            "Input should be a valid integer",
+            id="a_quoted_number",
+        ),
+        pytest.param(
+            "optional = true\n",
+            'optional = "yes"\n',
+            'questions[11] ("phone").optional',
+            "Input should be a valid boolean",
+            id="a_quoted_boolean",
+        ),
+        pytest.param(
             "qualify_at = 60",
             'qualify_at = "sixty"',
             "scoring.qualify_at",
