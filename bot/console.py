@@ -93,7 +93,7 @@ async def chat(service: QualificationService, config: BusinessConfig, terminal: 
         if isinstance(result, Ignored):
             raise RuntimeError(f"the terminal conversation was lost: {result.value}")
         if result.reply.problem is not None:
-            terminal.say(texts.problem(result.reply.problem))
+            terminal.say(texts.problem(result.reply.problem, terminal=True))
         elif result.reply.stale:
             terminal.say("That is not one of the choices here.")
         screen = result.reply.screen

@@ -94,8 +94,13 @@ _PROBLEMS = {
 }
 
 
-def problem(found: Problem) -> str:
+TERMINAL_NOT_AN_OPTION = "⚠️ Please type the number of one of the options (several separated by commas where allowed)."
+
+
+def problem(found: Problem, *, terminal: bool = False) -> str:
     """Why an answer was refused, with the form that was expected."""
+    if terminal and found.code == "not_an_option":
+        return TERMINAL_NOT_AN_OPTION
     if found.code == "integer_range":
         return "⚠️ " + _range(found.minimum, found.maximum)
     if found.code == "integer" and (found.minimum is not None or found.maximum is not None):

@@ -88,3 +88,14 @@ def test_an_unusable_database_url_is_reported_by_variable_name(tmp_path: Path) -
     assert result.returncode == 2
     assert "DATABASE_URL: must be a sqlite:// or postgresql:// URL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_answer_that_is_not_an_option_is_asked_again_in_terminal_words(tmp_path: Path) -> None:
+    """In a terminal there are no buttons: the hint says to type an option's number."""
+    script = QUALIFYING_SCRIPT.replace("1, 3\n3\n", "1, 3\nabout 300 people\n3\n", 1)
+
+    result = _consultbot("chat", script=script, DATABASE_URL=f"sqlite:///{tmp_path}/chat.db")
+
+    assert "Please type the number of one of the options" in result.stdout
+    assert "press a button" not in result.stdout
+    assert "✅ Qualified" in result.stdout
