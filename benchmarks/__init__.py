@@ -1,0 +1,1 @@
+"""Benchmarks that print figures; none asserts a time."""
