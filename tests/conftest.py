@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot import database
 from bot.config import BUNDLED_EXAMPLE, BusinessConfig, load_config
 from leads.model import Questionnaire
+from tests.fake_telegram import FakeTelegram
+from tests.harness import RunningBot, running_bot
 
 POSTGRES_HINT = (
     "PostgreSQL tests need TEST_DATABASE_URL, e.g. "
@@ -32,6 +34,22 @@ def bundled_config() -> BusinessConfig:
 def questionnaire(bundled_config: BusinessConfig) -> Questionnaire:
     """The example questionnaire."""
     return bundled_config.questionnaire()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    """A fake Bot API server on a free local port."""
+    server = FakeTelegram()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def bot(fake: FakeTelegram, database_url: str) -> AsyncIterator[RunningBot]:
+    """The bot serving the fake server, on a fresh database of each kind."""
+    async with running_bot(fake, database_url) as running:
+        yield running
 
 
 class FixedClock:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import select
@@ -15,15 +14,6 @@ from tests.harness import BotProcess
 
 STARTUP = 30.0
 """Seconds a fresh process may take to import, migrate and start polling on a loaded CI machine."""
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    """A fake Bot API server on a free local port."""
-    server = FakeTelegram()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def _first_answers(ada: FakeUser) -> None:

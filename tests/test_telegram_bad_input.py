@@ -3,28 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-
-import pytest
 
 from tests.fake_telegram import FakeTelegram, FakeUser, SentMessage
-from tests.harness import RunningBot, running_bot
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    """A fake Bot API server on a free local port."""
-    server = FakeTelegram()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def bot(fake: FakeTelegram, database_url: str) -> AsyncIterator[RunningBot]:
-    """The bot serving the fake server, on a fresh database of each kind."""
-    async with running_bot(fake, database_url) as running:
-        yield running
+from tests.harness import RunningBot
 
 
 def _exact(message: SentMessage, label: str) -> str:
@@ -61,6 +42,19 @@ async def _at_email(fake: FakeTelegram) -> FakeUser:
     await ada.send_text("Ada")
     await ada.next_message()
     await ada.send_text("AE")
+    await ada.next_message()
+    return ada
+
+
+async def _editing(fake: FakeTelegram, label: str) -> FakeUser:
+    """A prospect at the summary who chose to change the answer labelled so."""
+    ada = await _at_email(fake)
+    await ada.next_reply("ada@example.com")
+    await ada.next_reply("+44 20 7946 0958")
+    summary = ada.messages()[-1]
+    await ada.press(summary, summary.button("Edit"))
+    menu = await ada.next_message()
+    await ada.press(menu, _exact(menu, label))
     await ada.next_message()
     return ada
 
@@ -115,14 +109,7 @@ async def test_a_5000_character_message_is_refused_politely_and_the_question_sta
     fake: FakeTelegram, bot: RunningBot
 ) -> None:
     """An essay where a name belongs is refused without echoing it back, within Telegram's limits."""
-    ada = await _at_email(fake)
-    await ada.next_reply("ada@example.com")
-    await ada.next_reply("+44 20 7946 0958")
-    summary = ada.messages()[-1]
-    await ada.press(summary, summary.button("Edit"))
-    menu = await ada.next_message()
-    await ada.press(menu, _exact(menu, "Name"))
-    await ada.next_message()
+    ada = await _editing(fake, "Name")
 
     refused = await ada.next_reply("x" * 5000)
 
@@ -135,14 +122,7 @@ async def test_emoji_right_to_left_text_and_markup_are_kept_and_shown_escaped(
     fake: FakeTelegram, bot: RunningBot
 ) -> None:
     """Whatever a prospect types is shown back literally: no markup injected, no parse error."""
-    ada = await _at_email(fake)
-    await ada.next_reply("ada@example.com")
-    await ada.next_reply("+44 20 7946 0958")
-    summary = ada.messages()[-1]
-    await ada.press(summary, summary.button("Edit"))
-    menu = await ada.next_message()
-    await ada.press(menu, _exact(menu, "Company"))
-    await ada.next_message()
+    ada = await _editing(fake, "Company")
 
     updated = await ada.next_reply("<b>x</b> & شركة 🚀")
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
@@ -12,23 +9,7 @@ from sqlmodel import col
 from bot import database
 from leads.tables import ConversationRow, LeadEventRow, LeadRow, ProspectRow
 from tests.fake_telegram import FakeTelegram, FakeUser, SentMessage
-from tests.harness import RunningBot, running_bot
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    """A fake Bot API server on a free local port."""
-    server = FakeTelegram()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def bot(fake: FakeTelegram, database_url: str) -> AsyncIterator[RunningBot]:
-    """The bot serving the fake server, on a fresh database of each kind."""
-    async with running_bot(fake, database_url) as running:
-        yield running
+from tests.harness import RunningBot
 
 
 async def _question(user: FakeUser, expected: str) -> SentMessage:
