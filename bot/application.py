@@ -15,6 +15,9 @@ from bot.settings import Settings
 from bot.telegram_io import PerChatUpdateProcessor, RetryAfterLimiter
 from bot.wiring import Services
 
+CONCURRENT_UPDATES = 8
+"""Updates handled at once (one chat's updates are always handled in order)."""
+
 BotApplication = Application[
     ExtBot[None],
     ContextTypes.DEFAULT_TYPE,
@@ -38,7 +41,11 @@ def build_application(settings: Settings, services: Services) -> BotApplication:
         .base_file_url(settings.bot_api_file_url)
         .defaults(Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True)))
         .rate_limiter(RetryAfterLimiter())
-        .concurrent_updates(PerChatUpdateProcessor())
+        # A few updates at a time overlap database and HTTP waits; many more only add idle
+        # connections, which httpcore scans on every request (encode/httpcore#1035).
+        .concurrent_updates(PerChatUpdateProcessor(CONCURRENT_UPDATES))
+        .connection_pool_size(CONCURRENT_UPDATES * 3)
+        .pool_timeout(10)
         .post_init(_set_commands)
         .build()
     )

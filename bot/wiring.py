@@ -36,7 +36,7 @@ async def open_services(settings: Settings, config: BusinessConfig) -> AsyncIter
     engine = database.create_engine(settings.database_url)
     try:
         await database.upgrade(engine)
-        store = SqlLeadStore(database.session_factory(engine))
+        store = SqlLeadStore(engine)
         qualification = QualificationService(store=store, questionnaire=config.questionnaire(), clock=utc_now)
         yield Services(config=config, engine=engine, qualification=qualification)
     finally:

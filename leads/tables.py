@@ -20,6 +20,9 @@ SQLModel.metadata.naming_convention = {
     "pk": "pk_%(table_name)s",
 }
 
+metadata = SQLModel.metadata
+"""The tables of this package (SQLModel keeps one metadata for all models)."""
+
 JSONDocument = JSON().with_variant(JSONB(), "postgresql")
 
 

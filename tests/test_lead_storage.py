@@ -8,7 +8,6 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
-from bot import database
 from leads import flow
 from leads.model import LeadId, Questionnaire
 from leads.repository import SqlLeadStore
@@ -33,7 +32,7 @@ QUALIFYING_ANSWERS = [
 
 
 def _service(engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock) -> QualificationService:
-    store = SqlLeadStore(database.session_factory(engine))
+    store = SqlLeadStore(engine)
     return QualificationService(store=store, questionnaire=questionnaire, clock=clock)
 
 
@@ -70,7 +69,7 @@ async def test_a_completed_questionnaire_is_stored_as_a_qualified_lead_with_reas
     assert ("Phone", "+442079460958") in summary.answers
     assert ("Processes", "HR & payroll, IT infrastructure") in summary.answers
     assert "Decision maker" in [reason.text for reason in summary.reasons]
-    async with SqlLeadStore(database.session_factory(engine)).transaction() as tx:
+    async with SqlLeadStore(engine).transaction() as tx:
         events = await tx.events(started.lead_id)
     kinds = [event.kind for event in events]
     assert kinds[0] == "started"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable
@@ -94,15 +95,14 @@ class QualificationHandlers:
         if reply.problem is not None:
             await query.answer(texts.plain(texts.problem(reply.problem)), show_alert=True)
             return
-        await query.answer()
         message = query.message if isinstance(query.message, Message) else None
         if isinstance(given, flow.Toggle):
-            if message is not None:
-                await _quietly(message.edit_reply_markup(render.keyboard(reply.screen)))
+            updates = [] if message is None else [_quietly(message.edit_reply_markup(render.keyboard(reply.screen)))]
+            await asyncio.gather(_quietly(query.answer()), *updates)
             return
-        if message is not None:
-            await self._retire(message, given, turn)
-        await self._show(chat, reply.screen)
+        # The three calls do not depend on each other: sent together, the reply takes one round trip.
+        retire = [] if message is None else [self._retire(message, given, turn)]
+        await asyncio.gather(_quietly(query.answer()), *retire, self._show(chat, reply.screen))
 
     async def on_text(self, update: Update, context: Context) -> None:
         """Take typed text as the answer to the question on screen."""
