@@ -27,9 +27,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
 
-from telegram import Update
-from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
-
 from bot import callbacks, texts
 from bot.config import BUNDLED_EXAMPLE, Messages, load_config
 from leads import flow
@@ -37,7 +34,7 @@ from leads.model import AnswerValue, Question, Questionnaire
 from leads.scoring import assess
 from tests.conftest import _postgres_database
 from tests.fake_telegram import FakeTelegram, FakeUser, SentMessage
-from tests.harness import running_bot
+from tests.harness import BotProcess
 
 REFERENCE = "bare PTB echo"
 DATABASES = ("sqlite", "postgresql")
@@ -86,6 +83,8 @@ class Load:
 
     updates: int = 0
     seconds: float = 0.0
+    bot_cpu_seconds: float = math.nan
+    """CPU the bot's own process used during the run: independent of the harness's share of the machine."""
     latencies_ms: list[float] = field(default_factory=list)
     busiest_second: int = 0
     """Most updates handed to the bot within one second of the run: the offered load at its height."""
@@ -97,6 +96,11 @@ class Load:
     def per_second(self) -> float:
         """Updates handled per second of wall time."""
         return self.updates / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_ms_per_update(self) -> float:
+        """Milliseconds of the bot process's CPU per update handled."""
+        return 1000 * self.bot_cpu_seconds / self.updates if self.updates else math.nan
 
 
 @dataclass
@@ -112,6 +116,11 @@ class Figures:
         """Median updates per second over the saturation rounds."""
         return statistics.median(load.per_second for load in self.rounds) if self.rounds else 0.0
 
+    @property
+    def median_cpu_ms(self) -> float:
+        """Median CPU milliseconds per update over the saturation rounds."""
+        return statistics.median(load.cpu_ms_per_update for load in self.rounds) if self.rounds else math.nan
+
     def loads(self) -> list[Load]:
         """Every run, for totals of failures."""
         return self.rounds + ([self.realistic] if self.realistic is not None else [])
@@ -124,8 +133,11 @@ class UnexpectedReply(Exception):
 Turn = Callable[[FakeUser, Step, SentMessage | None], Awaitable[tuple[int, float, SentMessage]]]
 """Send one step and wait for its reply: (update id, monotonic time the reply arrived, message on screen)."""
 
-Serve = Callable[[FakeTelegram], AbstractAsyncContextManager[None]]
-"""A bot serving a fake Bot API server for the duration of the context."""
+CpuClock = Callable[[], float]
+"""CPU seconds the bot's process has used so far."""
+
+Serve = Callable[[FakeTelegram], AbstractAsyncContextManager[CpuClock]]
+"""A bot process serving a fake Bot API server for the duration of the context."""
 
 
 # --- Prospects: random but plausible paths through the bundled questionnaire ------------------------------
@@ -265,55 +277,62 @@ async def reference_turn(user: FakeUser, step: Step, on_screen: SentMessage | No
     return update["update_id"], message.sent_at, message
 
 
-async def _echo_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Send the text back."""
-    message, chat = update.effective_message, update.effective_chat
-    if message is not None and chat is not None and message.text:
-        await context.bot.send_message(chat.id, message.text)
-
-
-async def _echo_press(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Answer the button press and send its data back."""
-    query, chat = update.callback_query, update.effective_chat
-    if query is not None and chat is not None:
-        await query.answer()
-        await context.bot.send_message(chat.id, query.data or "?")
-
-
 @asynccontextmanager
-async def echo_bot(fake: FakeTelegram) -> AsyncIterator[None]:
-    """A bare python-telegram-bot echo bot on default settings, polling as tests.harness polls."""
-    # Nothing but the token and the server: the reference is python-telegram-bot as it comes, which handles
-    # one update at a time and keeps its own connection pool and timeouts.
-    application = Application.builder().token(fake.token).base_url(f"{fake.url}/bot").build()
-    application.add_handler(MessageHandler(filters.TEXT, _echo_text))
-    application.add_handler(CallbackQueryHandler(_echo_press))
-    async with application:
-        await application.start()
-        assert application.updater is not None
-        await application.updater.start_polling(poll_interval=0, timeout=1)
-        try:
-            yield
-        finally:
-            await application.updater.stop()
-            await application.stop()
+async def echo_bot(fake: FakeTelegram) -> AsyncIterator[CpuClock]:
+    """The bare python-telegram-bot echo bot (benchmarks/echo_bot.py) as a process of its own."""
+    environment = {**os.environ, "TELEGRAM_BOT_TOKEN": fake.token, "TELEGRAM_BASE_URL": fake.url}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.echo_bot", env=environment, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        yield _cpu_clock(process.pid)
+    finally:
+        process.terminate()
+        await process.wait()
 
 
 def consultbot_on(kind: str, postgres_server: str | None) -> Serve:
     """consultbot serving the fake on a fresh, empty database of this kind, dropped afterwards."""
 
     @asynccontextmanager
-    async def serve(fake: FakeTelegram) -> AsyncIterator[None]:
+    async def serve(fake: FakeTelegram) -> AsyncIterator[CpuClock]:
         if kind == "sqlite":
             with tempfile.TemporaryDirectory(prefix="consultbot-benchmark-") as directory:
-                async with running_bot(fake, f"sqlite+aiosqlite:///{directory}/consultbot.db"):
-                    yield
+                async with _consultbot_run(fake, f"sqlite+aiosqlite:///{directory}/consultbot.db") as clock:
+                    yield clock
             return
         assert postgres_server is not None
-        async with _postgres_database(postgres_server) as url, running_bot(fake, url):
-            yield
+        async with _postgres_database(postgres_server) as url, _consultbot_run(fake, url) as clock:
+            yield clock
 
     return serve
+
+
+@asynccontextmanager
+async def _consultbot_run(fake: FakeTelegram, database_url: str) -> AsyncIterator[CpuClock]:
+    """`consultbot run`, the production entry point, as a process of its own."""
+    bot = BotProcess(fake, database_url, LOG_LEVEL="WARNING")
+    await bot.start()
+    try:
+        yield _cpu_clock(bot.pid)
+    finally:
+        await bot.stop()
+
+
+def _cpu_clock(pid: int) -> CpuClock:
+    """Seconds of CPU a process has used so far (Linux /proc; NaN elsewhere)."""
+    ticks_per_second = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def used() -> float:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                # Fields 14 and 15 (after the parenthesised command name): user and system time in ticks.
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return math.nan
+        return (int(fields[11]) + int(fields[12])) / ticks_per_second
+
+    return used
 
 
 # --- Runs ---------------------------------------------------------------------------------------------------
@@ -322,9 +341,10 @@ def consultbot_on(kind: str, postgres_server: str | None) -> Serve:
 async def run_load(serve: Serve, turn: Turn, prospects: Sequence[Prospect], *, paced: bool) -> Load:
     """All prospects at once against a freshly started bot and fake server; paced=False answers at once."""
     async with FakeTelegram() as fake:
-        async with serve(fake):
+        async with serve(fake) as bot_cpu:
             # Start timing once the bot is up and waiting, so start-up and migrations are not counted.
-            await fake.wait_for_long_poll(timeout=30)
+            await fake.wait_for_long_poll(timeout=60)
+            cpu_before = bot_cpu()
             users = [
                 fake.user(p.user_id, first_name=p.first_name, last_name=p.last_name, username=p.username)
                 for p in prospects
@@ -334,7 +354,8 @@ async def run_load(serve: Serve, turn: Turn, prospects: Sequence[Prospect], *, p
                 *(_converse(user, p, turn, paced=paced) for user, p in zip(users, prospects, strict=True))
             )
             seconds = time.monotonic() - started
-        load = Load(seconds=seconds, rejected=len(fake.rejected()))
+            cpu_seconds = bot_cpu() - cpu_before
+        load = Load(seconds=seconds, bot_cpu_seconds=cpu_seconds, rejected=len(fake.rejected()))
         load.problems += [f"{call.method}: {call.error}" for call in fake.rejected()[:3]]
         per_second: Counter[int] = Counter()
         for exchanges, problem in outcomes:
@@ -449,11 +470,19 @@ def report(
         f"saturation: {len(saturating)} prospects answering as fast as the bot replies, "
         f"{sum(len(p.plan) for p in saturating)} updates per round, {arguments.rounds} interleaved rounds"
     )
-    print(f"  {'bot':<16}{'median/s':>10}  {'rounds (updates/s)':<26}{'ratio':>7}")
+    print(f"  {'bot':<16}{'median/s':>10}  {'rounds (updates/s)':<26}{'ratio':>7}{'CPU ms/update':>15}{'ratio':>7}")
     for figures in measured:
         rounds = "  ".join(f"{load.per_second:6.0f}" for load in figures.rounds)
         relative = "" if figures is reference else f"{figures.median_rate / reference.median_rate:7.2f}"
-        print(f"  {figures.name:<16}{figures.median_rate:>10.0f}  {rounds:<26}{relative:>7}")
+        cpu_relative = "" if figures is reference else f"{reference.median_cpu_ms / figures.median_cpu_ms:7.2f}"
+        print(
+            f"  {figures.name:<16}{figures.median_rate:>10.0f}  {rounds:<26}{relative:>7}"
+            f"{figures.median_cpu_ms:>15.2f}{cpu_relative:>7}"
+        )
+    print(
+        "  (each bot is a process of its own, as in production; CPU ms/update is that process's own CPU,\n"
+        "   so its ratio, the reference's CPU per update over ours, is the share of bare PTB's capacity)"
+    )
     print(
         f"realistic: {len(people)} prospects at once, a random pause (exponential, mean "
         f"{arguments.mean_pause:g} s) before every update; latency = update served by getUpdates -> reply arrived"

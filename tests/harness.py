@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -51,23 +52,33 @@ async def running_bot(
 class BotProcess:
     """`consultbot run` as a separate process, which a test can stop or kill."""
 
-    def __init__(self, fake: FakeTelegram, database_url: str) -> None:
+    def __init__(self, fake: FakeTelegram, database_url: str, **environment: str) -> None:
         self._environment = {
             **{k: v for k, v in os.environ.items() if k not in {"CONSULTBOT_CONFIG", "LOG_LEVEL"}},
             "TELEGRAM_BOT_TOKEN": fake.token,
             "TELEGRAM_BASE_URL": fake.url,
             "DATABASE_URL": database_url,
+            **environment,
         }
         self._process: asyncio.subprocess.Process | None = None
+        self.logged = ""
+        # A file, not a pipe: nobody reads while the bot runs, and a full pipe would stall it.
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115  (closed by stop())
+
+    @property
+    def pid(self) -> int:
+        """The process id, once started."""
+        assert self._process is not None
+        return self._process.pid
 
     async def start(self) -> None:
         """Start serving; returns once the process is up (it may still be connecting)."""
         self._process = await asyncio.create_subprocess_exec(
-            CONSULTBOT, "run", env=self._environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            CONSULTBOT, "run", env=self._environment, stdout=subprocess.DEVNULL, stderr=self._log
         )
 
     async def stop(self, signum: int = signal.SIGTERM, grace: float = 20) -> int:
-        """Send a signal and wait for the process to exit; its exit status."""
+        """Send a signal and wait for the process to exit; its exit status. What it logged is kept in `logged`."""
         assert self._process is not None
         if self._process.returncode is None:
             self._process.send_signal(signum)
@@ -77,10 +88,8 @@ class BotProcess:
             self._process.kill()
             await self._process.wait()
             raise
+        finally:
+            self._log.seek(0)
+            self.logged = self._log.read().decode(errors="replace")
+            self._log.close()
         return self._process.returncode if self._process.returncode is not None else -1
-
-    async def stderr(self) -> str:
-        """What the process logged (after it exited)."""
-        assert self._process is not None
-        assert self._process.stderr is not None
-        return (await self._process.stderr.read()).decode()

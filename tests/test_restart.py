@@ -52,6 +52,8 @@ async def test_a_stopped_bot_continues_the_conversation_at_the_same_question(
         await second.stop()
 
     assert status == (0 if how == signal.SIGTERM else -signal.SIGKILL)
+    assert "ERROR" not in first.logged + second.logged
+    assert "Traceback" not in first.logged + second.logged
     assert "When would you like" in timeline.text
     assert "monthly budget" in budget.text
     assert "Welcome back" in resumed.text
