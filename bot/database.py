@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -22,7 +23,9 @@ def create_engine(database_url: str) -> AsyncEngine:
     """An async engine with the settings each database needs for this bot's workload."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        # No pool_pre_ping: it costs a round trip on every transaction; a connection found dead is
+        # invalidated by SQLAlchemy when its statement fails, and the next checkout gets a new one.
+        return create_async_engine(url, pool_size=10, max_overflow=10)
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     # One connection per process: writers queue in asyncio instead of in SQLite's busy handler,
@@ -33,16 +36,32 @@ def create_engine(database_url: str) -> AsyncEngine:
     return engine
 
 
+def store_engine(engine: AsyncEngine) -> AsyncEngine | Engine:
+    """The engine the stores run their transactions on.
+
+    PostgreSQL: the async engine itself. SQLite: a blocking twin on the same file, which the stores
+    run inline on the event loop (see leads/repository.py for why that is faster than aiosqlite).
+    """
+    if engine.dialect.name != "sqlite":
+        return engine
+    # The twin waits at most 5 s for another process's write lock, since it waits on the loop.
+    twin = sqlalchemy.create_engine(
+        engine.url.set(drivername="sqlite"), connect_args={"timeout": 5}, pool_size=1, max_overflow=0
+    )
+    event.listen(twin, "connect", _configure_sqlite)
+    event.listen(twin, "begin", _begin_immediate)
+    return twin
+
+
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # The driver's own transaction handling would begin DEFERRED; take it over (see _begin_immediate).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    # WAL lets readers carry on while one process writes; busy_timeout makes a second process wait
-    # for the write lock instead of failing at once.
+    # WAL lets readers carry on while one process writes. (How long a second process waits for the
+    # write lock is the driver's connect timeout, set per engine.)
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 

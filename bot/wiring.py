@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import database
@@ -34,10 +35,13 @@ class Services:
 async def open_services(settings: Settings, config: BusinessConfig) -> AsyncIterator[Services]:
     """Connect to the database, bring its schema up to date, and build the services on it."""
     engine = database.create_engine(settings.database_url)
+    transactions = database.store_engine(engine)
     try:
         await database.upgrade(engine)
-        store = SqlLeadStore(engine)
+        store = SqlLeadStore(transactions)
         qualification = QualificationService(store=store, questionnaire=config.questionnaire(), clock=utc_now)
         yield Services(config=config, engine=engine, qualification=qualification)
     finally:
+        if isinstance(transactions, Engine):
+            transactions.dispose()
         await engine.dispose()

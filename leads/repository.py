@@ -7,13 +7,25 @@ and the CPU time of every update.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
-from sqlalchemy import RowMapping, Table, insert, select, update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Engine,
+    Executable,
+    RowMapping,
+    Table,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from leads import tables
@@ -26,11 +38,68 @@ CONVERSATIONS = tables.metadata.tables[tables.ConversationRow.__tablename__]
 LEADS = tables.metadata.tables[tables.LeadRow.__tablename__]
 LEAD_EVENTS = tables.metadata.tables[tables.LeadEventRow.__tablename__]
 
+# The statements every update runs are built once: building them again per update (coercing
+# columns, deriving cache keys) cost as much CPU as executing them.
+_CONVERSATION_FOR_CHAT = (
+    select(CONVERSATIONS).where(CONVERSATIONS.c.chat_key == bindparam("chat_key")).with_for_update()
+)
+_UPDATE_CONVERSATION = (
+    update(CONVERSATIONS)
+    .where(CONVERSATIONS.c.id == bindparam("conversation_id"))
+    .values(
+        {
+            column: bindparam(column)
+            for column in ("lead_id", "status", "stage", "current_question", "state", "last_update_id", "updated_at")
+        }
+    )
+)
+_INSERT_EVENTS = insert(LEAD_EVENTS)
+
+
+class _Statements(Protocol):
+    """Where a transaction's statements run."""
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]: ...
+
+    async def commit(self) -> None: ...
+
+
+class _AwaitedStatements:
+    """Statements on an async driver (asyncpg)."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+        return await self._connection.execute(statement, parameters)
+
+    async def commit(self) -> None:
+        await self._connection.commit()
+
+
+class _InlineStatements:
+    """SQLite statements run right here, on the event loop.
+
+    A statement on a local SQLite file takes microseconds; aiosqlite's hand-off to its thread and
+    back costs a loop wake-up per call, some thirty per transaction, which tripled the CPU of every
+    update. Transactions are queued on an asyncio lock (SQLite has one writer anyway), so the only
+    wait that can block the loop is another process holding the file's write lock.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+        return self._connection.execute(statement, parameters)
+
+    async def commit(self) -> None:
+        self._connection.commit()
+
 
 class SqlLeadTransaction:
     """One database transaction, speaking in records rather than rows."""
 
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: _Statements) -> None:
         self._connection = connection
         self._events: list[dict[str, Any]] = []
         self.committed = False
@@ -51,14 +120,11 @@ class SqlLeadTransaction:
     async def conversation_for_chat(self, chat_key: str) -> Conversation | None:
         # FOR UPDATE queues a chat's updates on PostgreSQL; SQLite transactions begin IMMEDIATE
         # (see bot/database.py), which serialises writers in the same way.
-        query = select(CONVERSATIONS).where(CONVERSATIONS.c.chat_key == chat_key).with_for_update()
-        row = await self._one(query)
+        row = (await self._connection.execute(_CONVERSATION_FOR_CHAT, {"chat_key": chat_key})).mappings().one_or_none()
         return None if row is None else _conversation(row)
 
     async def save_conversation(self, conversation: Conversation) -> Conversation:
         values = {
-            "chat_key": conversation.chat_key,
-            "prospect_id": conversation.prospect_id,
             "lead_id": conversation.lead_id,
             "status": conversation.status,
             "stage": conversation.state.stage,
@@ -66,7 +132,12 @@ class SqlLeadTransaction:
             "state": conversation.state.model_dump(mode="json"),
             "last_update_id": conversation.last_update_id,
         }
-        conversation.id = ConversationId(await self._save(CONVERSATIONS, conversation.id, values))
+        if conversation.id is None:
+            identity = {"chat_key": conversation.chat_key, "prospect_id": conversation.prospect_id}
+            conversation.id = ConversationId(await self._save(CONVERSATIONS, None, {**identity, **values}))
+        else:
+            parameters = {**values, "conversation_id": conversation.id, "updated_at": datetime.now(UTC)}
+            await self._connection.execute(_UPDATE_CONVERSATION, parameters)
         return conversation
 
     async def lead(self, lead_id: LeadId) -> Lead | None:
@@ -99,7 +170,7 @@ class SqlLeadTransaction:
 
     async def _write_events(self) -> None:
         if self._events:
-            await self._connection.execute(insert(LEAD_EVENTS), self._events)
+            await self._connection.execute(_INSERT_EVENTS, self._events)
             self._events = []
 
     async def _one(self, query: Any) -> RowMapping | None:
@@ -117,16 +188,22 @@ class SqlLeadTransaction:
 
 
 class SqlLeadStore:
-    """Opens lead transactions on an engine."""
+    """Opens lead transactions: on an async engine, or on a blocking SQLite engine run inline."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine | Engine) -> None:
         self._engine = engine
+        self._one_writer = asyncio.Lock()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqlLeadTransaction]:
         # Leaving without commit() rolls back: the connection returns to the pool mid-transaction.
-        async with self._engine.connect() as connection:
-            yield SqlLeadTransaction(connection)
+        if isinstance(self._engine, AsyncEngine):
+            async with self._engine.connect() as connection:
+                yield SqlLeadTransaction(_AwaitedStatements(connection))
+            return
+        async with self._one_writer:
+            with self._engine.connect() as blocking:
+                yield SqlLeadTransaction(_InlineStatements(blocking))
 
 
 def _prospect(row: RowMapping) -> Prospect:

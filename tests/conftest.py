@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
 import asyncpg
 import pytest
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -89,6 +90,15 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await database.upgrade(engine)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+def store_engine(engine: AsyncEngine) -> Iterator[AsyncEngine | Engine]:
+    """The engine the lead store runs on in production (a blocking twin for SQLite)."""
+    transactions = database.store_engine(engine)
+    yield transactions
+    if isinstance(transactions, Engine):
+        transactions.dispose()
 
 
 class _postgres_database:

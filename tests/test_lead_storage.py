@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
@@ -31,7 +31,7 @@ QUALIFYING_ANSWERS = [
 ]
 
 
-def _service(engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock) -> QualificationService:
+def _service(engine: AsyncEngine | Engine, questionnaire: Questionnaire, clock: FixedClock) -> QualificationService:
     store = SqlLeadStore(engine)
     return QualificationService(store=store, questionnaire=questionnaire, clock=clock)
 
@@ -47,10 +47,10 @@ async def _answer_all(service: QualificationService, chat_key: str, answers: lis
 
 
 async def test_a_completed_questionnaire_is_stored_as_a_qualified_lead_with_reasons_and_audit_trail(
-    engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock
+    store_engine: AsyncEngine | Engine, engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock
 ) -> None:
     """Sales find the lead with its answers, score, reasons, source and the events that led there."""
-    service = _service(engine, questionnaire, clock)
+    service = _service(store_engine, questionnaire, clock)
     started = await service.begin(chat_key="tg:4242", visitor=ADA, source="website", update_id=1)
     assert isinstance(started, Turn)
 
@@ -69,7 +69,7 @@ async def test_a_completed_questionnaire_is_stored_as_a_qualified_lead_with_reas
     assert ("Phone", "+442079460958") in summary.answers
     assert ("Processes", "HR & payroll, IT infrastructure") in summary.answers
     assert "Decision maker" in [reason.text for reason in summary.reasons]
-    async with SqlLeadStore(engine).transaction() as tx:
+    async with SqlLeadStore(store_engine).transaction() as tx:
         events = await tx.events(started.lead_id)
     kinds = [event.kind for event in events]
     assert kinds[0] == "started"
@@ -79,14 +79,14 @@ async def test_a_completed_questionnaire_is_stored_as_a_qualified_lead_with_reas
 
 
 async def test_a_new_process_continues_the_conversation_at_the_same_question(
-    engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock
+    store_engine: AsyncEngine | Engine, engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock
 ) -> None:
     """Conversation state lives in the database, so a restarted bot asks the next question, answers kept."""
-    first_process = _service(engine, questionnaire, clock)
+    first_process = _service(store_engine, questionnaire, clock)
     await first_process.begin(chat_key="tg:4242", visitor=ADA, update_id=1)
     await _answer_all(first_process, "tg:4242", QUALIFYING_ANSWERS[:4], first_update=2)
 
-    second_process = _service(engine, questionnaire, clock)
+    second_process = _service(store_engine, questionnaire, clock)
     resumed = await second_process.begin(chat_key="tg:4242", visitor=ADA, update_id=10)
 
     assert isinstance(resumed, Turn)
@@ -98,10 +98,10 @@ async def test_a_new_process_continues_the_conversation_at_the_same_question(
 
 
 async def test_a_redelivered_update_is_applied_only_once(
-    engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock
+    store_engine: AsyncEngine | Engine, engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock
 ) -> None:
     """Telegram may deliver an update twice; the second copy must not answer the next question too."""
-    service = _service(engine, questionnaire, clock)
+    service = _service(store_engine, questionnaire, clock)
     await service.begin(chat_key="tg:4242", visitor=ADA, update_id=1)
     await service.respond(chat_key="tg:4242", given=flow.Typed("1"), update_id=2)
     await service.respond(chat_key="tg:4242", given=flow.Typed("3"), update_id=3)
@@ -116,10 +116,10 @@ async def test_a_redelivered_update_is_applied_only_once(
 
 
 async def test_answers_arriving_together_for_one_chat_are_both_kept(
-    engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock
+    store_engine: AsyncEngine | Engine, engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock
 ) -> None:
     """Two updates of one chat handled at once queue on the conversation row instead of losing one."""
-    service = _service(engine, questionnaire, clock)
+    service = _service(store_engine, questionnaire, clock)
     await service.begin(chat_key="tg:4242", visitor=ADA, update_id=1)
     await service.respond(chat_key="tg:4242", given=flow.Typed("1"), update_id=2)
 
@@ -141,17 +141,17 @@ async def test_answers_arriving_together_for_one_chat_are_both_kept(
 
 
 async def test_free_text_with_emoji_right_to_left_script_markup_and_nul_is_stored_intact(
-    engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock
+    store_engine: AsyncEngine | Engine, engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock
 ) -> None:
     """Whatever a prospect types comes back exactly (less control characters PostgreSQL refuses)."""
-    service = _service(engine, questionnaire, clock)
+    service = _service(store_engine, questionnaire, clock)
     started = await service.begin(chat_key="tg:4242", visitor=ADA, update_id=1)
     assert isinstance(started, Turn)
     await _answer_all(service, "tg:4242", QUALIFYING_ANSWERS[:7], first_update=2)
     name = "شركة 🚀 <b>x</b> & Co\x00"
 
     await _answer_all(service, "tg:4242", [name, "Tiny & <i>Co</i>"], first_update=20)
-    resumed = await _service(engine, questionnaire, clock).begin(chat_key="tg:4242", visitor=ADA, update_id=30)
+    resumed = await _service(store_engine, questionnaire, clock).begin(chat_key="tg:4242", visitor=ADA, update_id=30)
 
     assert isinstance(resumed, Turn)
     assert resumed.reply.state.answers["name"] == "شركة 🚀 <b>x</b> & Co"
@@ -159,10 +159,10 @@ async def test_free_text_with_emoji_right_to_left_script_markup_and_nul_is_store
 
 
 async def test_cancelling_closes_the_lead_and_start_afterwards_opens_a_new_one(
-    engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock
+    store_engine: AsyncEngine | Engine, engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock
 ) -> None:
     """/cancel ends the lead as cancelled; coming back later is a new lead, not the old answers."""
-    service = _service(engine, questionnaire, clock)
+    service = _service(store_engine, questionnaire, clock)
     first = await service.begin(chat_key="tg:4242", visitor=ADA, update_id=1)
     assert isinstance(first, Turn)
     await service.respond(chat_key="tg:4242", given=flow.Typed("1"), update_id=2)
