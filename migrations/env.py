@@ -9,6 +9,7 @@ from sqlalchemy import Connection
 from sqlmodel import SQLModel
 
 import leads.tables  # noqa: F401  (registers the tables on the metadata)
+import scheduling.tables  # noqa: F401
 
 target_metadata = SQLModel.metadata
 

@@ -1,0 +1,115 @@
+"""The availability store on SQLAlchemy Core: calendar feeds and busy intervals, SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from sqlalchemy import RowMapping, bindparam, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from scheduling import tables
+from scheduling.intervals import Interval
+from scheduling.records import FeedState
+
+FEEDS = tables.metadata.tables[tables.CalendarFeedRow.__tablename__]
+BUSY = tables.metadata.tables[tables.BusyIntervalRow.__tablename__]
+
+_STATE_COLUMNS = (
+    "etag",
+    "last_modified",
+    "content_hash",
+    "events",
+    "problems",
+    "covered_from",
+    "covered_until",
+    "last_attempt_at",
+    "last_success_at",
+    "last_changed_at",
+    "last_error",
+    "last_error_at",
+)
+_SAVE_STATE = update(FEEDS).where(FEEDS.c.id == bindparam("feed_id")).values({c: bindparam(c) for c in _STATE_COLUMNS})
+# Built once: a slot query runs it for every expert it looks at.
+_BUSY_BETWEEN = (
+    select(BUSY.c.starts_at, BUSY.c.ends_at)
+    .where(
+        BUSY.c.expert_key == bindparam("expert_key"),
+        BUSY.c.ends_at > bindparam("window_start"),
+        BUSY.c.starts_at < bindparam("window_end"),
+    )
+    .order_by(BUSY.c.starts_at)
+)
+
+
+class SqlAvailabilityStore:
+    """Feeds and busy intervals in the bot's database."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def configure_feeds(self, feeds: Collection[tuple[str, str]]) -> list[FeedState]:
+        wanted = set(feeds)
+        async with self._engine.begin() as connection:
+            rows = (await connection.execute(select(FEEDS.c.id, FEEDS.c.expert_key, FEEDS.c.location))).all()
+            gone = [row.id for row in rows if (row.expert_key, row.location) not in wanted]
+            if gone:
+                # Intervals first: SQLite enforces the foreign key but its cascade needs the pragma per connection.
+                await connection.execute(delete(BUSY).where(BUSY.c.feed_id.in_(gone)))
+                await connection.execute(delete(FEEDS).where(FEEDS.c.id.in_(gone)))
+            new = wanted - {(row.expert_key, row.location) for row in rows}
+            if new:
+                values = [{"expert_key": k, "location": loc, "events": 0, "problems": []} for k, loc in sorted(new)]
+                await connection.execute(insert(FEEDS), values)
+        return await self.feeds()
+
+    async def feeds(self, expert_keys: Collection[str] | None = None) -> list[FeedState]:
+        counts = select(BUSY.c.feed_id, func.count().label("busy")).group_by(BUSY.c.feed_id).subquery()
+        query = (
+            select(FEEDS, func.coalesce(counts.c.busy, 0).label("busy_intervals"))
+            .outerjoin(counts, counts.c.feed_id == FEEDS.c.id)
+            .order_by(FEEDS.c.expert_key, FEEDS.c.id)
+        )
+        if expert_keys is not None:
+            query = query.where(FEEDS.c.expert_key.in_(list(expert_keys)))
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(query)).mappings().all()
+        return [_feed(row) for row in rows]
+
+    async def record_attempt(self, feed: FeedState) -> None:
+        async with self._engine.begin() as connection:
+            await _save_state(connection, feed)
+
+    async def replace_busy(self, feed: FeedState, busy: Sequence[Interval]) -> None:
+        async with self._engine.begin() as connection:
+            await _save_state(connection, feed)
+            await connection.execute(delete(BUSY).where(BUSY.c.feed_id == feed.id))
+            if busy:
+                rows = [
+                    {"feed_id": feed.id, "expert_key": feed.expert_key, "starts_at": i.start, "ends_at": i.end}
+                    for i in busy
+                ]
+                await connection.execute(insert(BUSY), rows)
+
+    async def busy_between(self, expert_key: str, window: Interval) -> list[Interval]:
+        parameters = {"expert_key": expert_key, "window_start": window.start, "window_end": window.end}
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(_BUSY_BETWEEN, parameters)).all()
+        return [Interval(row.starts_at, row.ends_at) for row in rows]
+
+
+async def _save_state(connection: AsyncConnection, feed: FeedState) -> None:
+    if feed.id is None:
+        raise ValueError(f"feed {feed.location!r} of {feed.expert_key!r} was never stored")
+    values: dict[str, Any] = {column: getattr(feed, column) for column in _STATE_COLUMNS}
+    await connection.execute(_SAVE_STATE, {"feed_id": feed.id, **values})
+
+
+def _feed(row: RowMapping) -> FeedState:
+    return FeedState(
+        id=row["id"],
+        expert_key=row["expert_key"],
+        location=row["location"],
+        busy_intervals=row["busy_intervals"],
+        **{column: row[column] for column in _STATE_COLUMNS},
+    )
