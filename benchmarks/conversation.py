@@ -60,9 +60,11 @@ class Step:
     data: str = ""
     """That button's callback data: checked against consultbot's keyboard, sent as is to the echo bot."""
     expect: str | None = None
-    """Text of the next message consultbot sends; None when its reply is an edit of the message on screen."""
+    """Text consultbot's reply shows; None when the reply only updates the buttons on screen (a tick)."""
+    in_place: bool = False
+    """The reply is the message on screen edited into the next question, not a new message."""
     replies: int = 1
-    """New messages consultbot sends for this update; the last one is the reply (/start greets first)."""
+    """New messages consultbot sends for this update, the last one the reply (/start greets first); 0 in place."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,7 @@ def plan_conversation(
         if question.applies(answers):
             steps, answers[question.key] = _answer(question, rng, favoured, first_name=first_name, last_name=last_name)
             screens.append((question.prompt, steps))
+    asked = len(screens)
     confirm = Step(button=texts.BUTTON_CONFIRM, data=callbacks.encode(flow.Confirm()))
     screens.append((texts.plain(texts.SUMMARY_TITLE), [confirm]))
     result = messages.qualified if assess(questionnaire.scoring, answers).qualified else messages.nurture
@@ -182,9 +185,12 @@ def plan_conversation(
 
     start = "/start" if rng.random() < 0.5 else f"/start {rng.choice(SOURCES)}"
     plan = [Step(typed=start, expect=screens[0][0], replies=2)]
-    for (_, steps), following in zip(screens, shown_next, strict=True):
+    for number, ((_, steps), following) in enumerate(zip(screens, shown_next, strict=True), start=1):
         *ticks, last = steps
-        plan += [*ticks, replace(last, expect=following)]
+        # A press that leads to another question shows it in the pressed message; the summary and
+        # the result come as new messages.
+        in_place = last.typed is None and number < asked
+        plan += [*ticks, replace(last, expect=following, in_place=in_place, replies=0 if in_place else 1)]
     return tuple(plan)
 
 
@@ -253,11 +259,13 @@ async def consultbot_turn(user: FakeUser, step: Step, on_screen: SentMessage | N
         if data != step.data:
             raise UnexpectedReply(f"button {step.button!r} sends {data!r}, expected {step.data!r}")
         update = await user.press(on_screen, data)
-    if step.expect is None:
+    if step.expect is None or step.in_place:
         if on_screen is None:
             raise UnexpectedReply("an edit was expected but there is no message on screen")
         edited = await user.next_edit(on_screen, REPLY_TIMEOUT)
         assert edited.edited_at is not None, "the fake stamps every edit"
+        if step.expect is not None and step.expect not in edited.text:
+            raise UnexpectedReply(f"expected the message edited to show {step.expect!r}, got {edited.text!r}")
         return update["update_id"], edited.edited_at, edited
     message = [await user.next_message(REPLY_TIMEOUT) for _ in range(step.replies)][-1]
     if step.expect not in message.text:

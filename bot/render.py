@@ -36,8 +36,8 @@ def screen(shown: flow.Screen, *, qualified_text: str, nurture_text: str) -> Mes
             return Message(escape(nurture_text))
 
 
-def prompt(shown: flow.Prompt, *, problem: str | None = None) -> Message:
-    """A question, with its options as buttons; a refused answer's problem comes first."""
+def prompt(shown: flow.Prompt, *, problem: str | None = None, answered: str | None = None) -> Message:
+    """A question, with its options as buttons; the answer just given, or a refused answer's problem, comes first."""
     question = shown.question
     lines = [f"<i>{texts.QUESTION_PROGRESS.format(number=shown.number, total=shown.total)}</i>"]
     lines.append(f"<b>{escape(question.prompt)}</b>")
@@ -48,7 +48,14 @@ def prompt(shown: flow.Prompt, *, problem: str | None = None) -> Message:
         lines.append(texts.EARLIER_ANSWER.format(answer=escape(earlier)))
     if problem:
         lines.insert(0, problem + "\n")
-    return Message("\n".join(lines), InlineKeyboardMarkup(_prompt_buttons(shown)))
+    html = "\n".join(lines)
+    # The question matters more than the record of the last answer: two 1,000-character prompts
+    # can pass the limit together, and then only the question is shown.
+    if answered:
+        with_answer = f"{answered}\n\n{html}"
+        if texts.telegram_length(with_answer) <= MESSAGE_LIMIT:
+            html = with_answer
+    return Message(html, InlineKeyboardMarkup(_prompt_buttons(shown)))
 
 
 def _prompt_buttons(shown: flow.Prompt) -> list[list[InlineKeyboardButton]]:
@@ -76,7 +83,7 @@ def _prompt_buttons(shown: flow.Prompt) -> list[list[InlineKeyboardButton]]:
 
 
 def answered(question: Question, value: AnswerValue | None) -> str:
-    """A question as it reads once answered, replacing its buttons."""
+    """A question as it reads once answered: in place of its buttons, or above the next question."""
     shown_value = texts.SKIPPED if value is None else texts.shorten(describe_answer(question, value))
     return texts.ANSWER_RECORDED.format(prompt=escape(question.prompt), answer=escape(shown_value))
 

@@ -40,6 +40,7 @@ WEBHOOK_CONFLICT = (
     "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first"
 )
 QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
+CANT_BE_EDITED = "Bad Request: message can't be edited"
 
 # HTTP status recorded for a call whose client hung up before the answer (nginx's convention): PTB cancels
 # its long poll on shutdown, and such a call was neither accepted nor rejected as far as the bot knows.
@@ -410,6 +411,8 @@ class SentMessage:
     edited_at: float | None = None
     deleted: bool = False
     reply_to_message_id: int | None = None
+    editable: bool = True
+    """False once FakeTelegram.refuse_edits was called on it."""
 
     def buttons(self) -> list[tuple[str, str]]:
         """(text, callback_data) of every inline button, row by row; "" for buttons without callback_data."""
@@ -441,11 +444,21 @@ class _Chat:
     by_id: dict[int, SentMessage] = field(default_factory=dict)
     user_messages: set[int] = field(default_factory=set)
     blocked: bool = False
+    screens: list[_Screen] = field(default_factory=list)
 
     def take_message_id(self) -> int:
         message_id = self.next_message_id
         self.next_message_id += 1
         return message_id
+
+
+@dataclass(frozen=True)
+class _Screen:
+    """A message as sent (edit 0, `sent_index` its place in the chat), or an edit that gave it new text and buttons."""
+
+    message: SentMessage
+    edit: int
+    sent_index: int | None
 
 
 @dataclass
@@ -601,6 +614,7 @@ class FakeUser:
         self.username = username
         self.language_code = language_code
         self._cursor = 0
+        self._screen_cursor = 0
         self._edits_seen: dict[int, int] = {}
 
     @property
@@ -662,7 +676,7 @@ class FakeUser:
         return self._server.enqueue_update("callback_query", query)
 
     async def next_message(self, timeout: float = 5.0) -> SentMessage:  # noqa: ASYNC109 - shared test API
-        """The next message the bot sent to this chat after the last one returned, in order."""
+        """The next message the bot sent to this chat after the last one returned, in order; edits are passed over."""
         chat = self._server._chat(self.id)
         arrived = await self._server._wait_until(lambda: len(chat.sent) > self._cursor, timeout)
         if not arrived:
@@ -670,9 +684,48 @@ class FakeUser:
                 f"the bot sent no new message to chat {self.id} within {timeout}s\n{self._server.report(self.id)}"
             )
         message = chat.sent[self._cursor]
+        # next_screen reads on after this message: edits into new questions before it are passed over.
+        while chat.screens[self._screen_cursor].sent_index != self._cursor:
+            self._screen_cursor += 1
+        self._screen_cursor += 1
         self._cursor += 1
         self._edits_seen.setdefault(message.message_id, 0)
         return message
+
+    async def next_screen(self, timeout: float = 5.0) -> SentMessage:  # noqa: ASYNC109 - shared test API
+        """The next message the bot sent, or the next edit that gave one of its messages new text and buttons.
+
+        In the order the fake accepted them, so a question shown in place of the one just answered comes
+        where a new message would. Edits that change only the buttons (a tick) or take them away (an
+        answered question) are not screens: next_edit waits for those. Reading is shared with
+        next_message and next_edit: nothing either of them returned is returned again.
+        """
+        chat = self._server._chat(self.id)
+        arrived = await self._server._wait_until(lambda: self._unseen_screen(chat) is not None, timeout)
+        found = self._unseen_screen(chat)
+        if not arrived or found is None:
+            raise TimeoutError(
+                f"the bot sent no new message and edited none into a new question in chat {self.id} within "
+                f"{timeout}s\n{self._server.report(self.id)}"
+            )
+        position, screen = found
+        self._screen_cursor = position + 1
+        if screen.sent_index is not None:
+            self._cursor = screen.sent_index + 1
+        message_id = screen.message.message_id
+        self._edits_seen[message_id] = max(self._edits_seen.get(message_id, 0), screen.edit)
+        return screen.message
+
+    def _unseen_screen(self, chat: _Chat) -> tuple[int, _Screen] | None:
+        """The first screen from the cursor on that no reading method has returned yet, with its position."""
+        for position in range(self._screen_cursor, len(chat.screens)):
+            screen = chat.screens[position]
+            if screen.sent_index is not None:
+                if screen.sent_index >= self._cursor:
+                    return position, screen
+            elif screen.edit > self._edits_seen.get(screen.message.message_id, 0):
+                return position, screen
+        return None
 
     async def next_reply(self, text: str, timeout: float = 5.0) -> SentMessage:  # noqa: ASYNC109 - shared test API
         """Send `text`, then return the next message the bot sends."""
@@ -809,6 +862,15 @@ class FakeTelegram:
         """Calls of one method (case-insensitive name)."""
         canonical = self._canonical.get(method.lower(), method)
         return [call for call in self.calls if call.method == canonical]
+
+    def refuse_edits(self, message: SentMessage) -> None:
+        """Answer every later edit of `message` with Telegram's "Bad Request: message can't be edited".
+
+        Telegram gives that answer for a message the bot may not edit. It always does for the user's own
+        messages (the fake too); when it does for the bot's older ones is not documented, so for those the
+        fake refuses only where a test calls this.
+        """
+        message.editable = False
 
     def fail_next(self, method: str, *, times: int = 1, retry_after: int = 1) -> None:
         """Answer the next `times` calls of `method` with 429 Too Many Requests."""
@@ -1085,6 +1147,7 @@ class FakeTelegram:
         return int(message_id) if exists else None
 
     def _store(self, chat: _Chat, message: SentMessage) -> dict[str, Any]:
+        chat.screens.append(_Screen(message, 0, len(chat.sent)))
         chat.sent.append(message)
         chat.by_id[message.message_id] = message
         return self._message_api(message)
@@ -1095,7 +1158,11 @@ class FakeTelegram:
         chat = self._target_chat(params, sending=False)
         message = self._bot_message(chat, params)
         if message is None:
+            if params.get("message_id") in chat.user_messages:
+                raise _ApiError(400, CANT_BE_EDITED)
             raise _bad("message to edit not found")
+        if not message.editable:
+            raise _ApiError(400, CANT_BE_EDITED)
         return message
 
     @staticmethod
@@ -1109,9 +1176,11 @@ class FakeTelegram:
         markup = message.reply_markup
         return markup if markup is not None and "inline_keyboard" in markup else None
 
-    def _apply_edit(self, message: SentMessage) -> dict[str, Any]:
+    def _apply_edit(self, message: SentMessage, *, new_text: bool) -> dict[str, Any]:
         message.edits += 1
         message.edited_at = time.monotonic()
+        if new_text and message.buttons():
+            self._chats[message.chat_id].screens.append(_Screen(message, message.edits, None))
         return self._message_api(message)
 
     async def _get_me(self, params: dict[str, Any]) -> Any:
@@ -1296,10 +1365,11 @@ class FakeTelegram:
         markup = self._checked_markup(params.get("reply_markup"))
         if (text, entities, markup) == (message.text, message.entities, self._inline_markup(message)):
             raise _ApiError(400, NOT_MODIFIED)
+        new_text = text != message.text
         message.text, message.entities, message.html = text, entities, str(raw)
         message.parse_mode = params.get("parse_mode")
         message.reply_markup = markup
-        return self._apply_edit(message)
+        return self._apply_edit(message, new_text=new_text)
 
     async def _edit_message_caption(self, params: dict[str, Any]) -> Any:
         message = self._message_to_edit(params)
@@ -1317,11 +1387,12 @@ class FakeTelegram:
         markup = self._checked_markup(params.get("reply_markup"))
         if (caption, entities, markup) == (message.text, message.entities, self._inline_markup(message)):
             raise _ApiError(400, NOT_MODIFIED)
+        new_text = caption != message.text
         message.text, message.entities, message.html = caption, entities, raw
         message.parse_mode = params.get("parse_mode")
         message.reply_markup = markup
         message.document["caption"] = caption
-        return self._apply_edit(message)
+        return self._apply_edit(message, new_text=new_text)
 
     async def _edit_message_reply_markup(self, params: dict[str, Any]) -> Any:
         message = self._message_to_edit(params)
@@ -1329,7 +1400,7 @@ class FakeTelegram:
         if markup == self._inline_markup(message):
             raise _ApiError(400, NOT_MODIFIED)
         message.reply_markup = markup
-        return self._apply_edit(message)
+        return self._apply_edit(message, new_text=False)
 
     async def _delete_message(self, params: dict[str, Any]) -> Any:
         chat = self._target_chat(params, sending=False)

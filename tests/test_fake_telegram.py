@@ -210,6 +210,64 @@ async def test_edits_update_the_sent_message_object_and_wake_next_edit(bot: Bot,
     assert ada.messages() == [message]
 
 
+async def test_next_screen_returns_new_messages_and_edits_into_new_text_with_buttons_in_order(
+    bot: Bot, ada: FakeUser
+) -> None:
+    """A question edited in place comes where a new message would; a tick or an answered question's edit does not."""
+    first = await bot.send_message(ada.id, "Which?", reply_markup=keyboard(("A", "a"), ("B", "b")))
+    await bot.edit_message_reply_markup(ada.id, first.message_id, reply_markup=keyboard(("✅ A", "a"), ("B", "b")))
+    await bot.edit_message_text("Which?\n→ A\n\nAnd then?", ada.id, first.message_id, reply_markup=keyboard(("C", "c")))
+    await bot.edit_message_text("And then?\n→ C", ada.id, first.message_id)
+    await bot.send_message(ada.id, "Thanks")
+
+    question = await ada.next_screen()
+    asked_in_place = await ada.next_screen()
+    thanks = await ada.next_screen()
+
+    assert question is asked_in_place
+    assert question.message_id == first.message_id
+    assert thanks.text == "Thanks"
+    with pytest.raises(TimeoutError, match=r"no new message and edited none into a new question"):
+        await ada.next_screen(timeout=0.05)
+
+
+async def test_next_screen_never_returns_what_next_message_or_next_edit_returned(bot: Bot, ada: FakeUser) -> None:
+    """The three reading methods share one reading position: next_message passes over edits, next_edit takes its own."""
+    first = await bot.send_message(ada.id, "One?", reply_markup=keyboard(("A", "a")))
+    await bot.edit_message_text("Two?", ada.id, first.message_id, reply_markup=keyboard(("B", "b")))
+    await bot.send_message(ada.id, "Three?", reply_markup=keyboard(("C", "c")))
+    read = [await ada.next_message(), await ada.next_message()]
+    fourth = await bot.send_message(ada.id, "Four?", reply_markup=keyboard(("D", "d")))
+    read.append(await ada.next_screen())
+    await bot.edit_message_text("Five?", ada.id, fourth.message_id, reply_markup=keyboard(("E", "e")))
+    read.append(await ada.next_edit(read[-1]))
+
+    with pytest.raises(TimeoutError):
+        await ada.next_screen(timeout=0.05)
+    assert [message.text for message in read] == ["Two?", "Three?", "Five?", "Five?"]
+    assert read[2] is read[3]
+
+
+async def test_a_message_telegram_will_not_let_the_bot_edit_is_refused_as_cant_be_edited(
+    fake: FakeTelegram, bot: Bot, ada: FakeUser
+) -> None:
+    """refuse_edits makes every edit of that message fail as Telegram says; a user's own message always does."""
+    sent = await bot.send_message(ada.id, "Which?", reply_markup=keyboard(("A", "a")))
+    message = await ada.next_message()
+    fake.refuse_edits(message)
+    typed = await ada.send_text("hello")
+
+    with pytest.raises(BadRequest, match=r"^Message can't be edited$"):
+        await bot.edit_message_text("And then?", ada.id, sent.message_id)
+    with pytest.raises(BadRequest, match=r"^Message can't be edited$"):
+        await bot.edit_message_reply_markup(ada.id, sent.message_id)
+    with pytest.raises(BadRequest, match=r"^Message can't be edited$"):
+        await bot.edit_message_text("edited", ada.id, typed["message"]["message_id"])
+
+    assert (message.text, message.buttons(), message.edits) == ("Which?", [("A", "a")], 0)
+    assert {call.error for call in fake.rejected()} == {"Bad Request: message can't be edited"}
+
+
 async def test_answer_callback_query_refuses_unknown_answered_and_long_answers(
     fake: FakeTelegram, bot: Bot, ada: FakeUser
 ) -> None:

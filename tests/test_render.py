@@ -7,7 +7,7 @@ import pytest
 from bot import render
 from bot.config import BusinessConfig
 from leads import flow
-from leads.model import Question, Questionnaire, Scoring
+from leads.model import Option, Question, Questionnaire, Scoring
 from tests.fake_telegram import parse_telegram_html, utf16_length
 
 LONG_ANSWER = "🚀 <b>bold?</b> & שלום " * 100
@@ -53,6 +53,43 @@ def test_every_question_of_the_bundled_questionnaire_renders_as_a_valid_message(
         _accepted_by_telegram(render.prompt(shown))
         _accepted_by_telegram(render.prompt(shown, problem="⚠️ Please type an answer."))
         _accepted_by_telegram(render.Message(render.answered(question, LONG_ANSWER)))
+        _accepted_by_telegram(render.prompt(shown, answered=render.answered(question, LONG_ANSWER)))
+
+
+def test_the_answer_just_given_is_shown_above_the_next_question() -> None:
+    """A button press turns its message into the answered question, a blank line, then the next question."""
+    answered = Question(
+        key="size", kind="single", prompt="How big?", label="Size", options=(Option(key="s", label="Small"),)
+    )
+    following = Question(key="team", kind="text", prompt="How many <people>?", label="Team", format="integer")
+    shown = flow.Prompt(
+        question=following, number=2, total=2, ticked=(), previous_answer=None, can_go_back=True, editing=False
+    )
+
+    text = _accepted_by_telegram(render.prompt(shown, answered=render.answered(answered, "s")))
+
+    assert text == "How big?\n→ Small\n\nQuestion 2 of 2\nHow many <people>?"
+
+
+def test_an_answer_that_would_not_fit_beside_the_next_question_is_left_out() -> None:
+    """Two 1,000-emoji prompts and a long earlier answer pass 4,096 together: the next question is shown alone."""
+    answered = Question(key="before", kind="text", prompt="😀" * 1000, label="Before", max_length=2000)
+    following = Question(key="after", kind="text", prompt="🚀" * 1000, label="After", max_length=2000, optional=True)
+    shown = flow.Prompt(
+        question=following,
+        number=12,
+        total=12,
+        ticked=(),
+        previous_answer=LONG_ANSWER[:2000],
+        can_go_back=True,
+        editing=False,
+    )
+    alone = _accepted_by_telegram(render.prompt(shown))
+
+    text = _accepted_by_telegram(render.prompt(shown, answered=render.answered(answered, LONG_ANSWER[:2000])))
+
+    assert text == alone
+    assert text.startswith("Question 12 of 12\n🚀")
 
 
 @pytest.mark.parametrize("qualified", [True, False])

@@ -23,9 +23,9 @@ async def _first_answers(ada: FakeUser) -> None:
     await ada.press(services, services.button("Data processing"))
     await ada.next_edit(services)
     await ada.press(services, services.button("Done"))
-    size = await ada.next_message()
+    size = await ada.next_screen()
     await ada.press(size, size.button("1,000–4,999"))
-    team = await ada.next_message()
+    team = await ada.next_screen()
     assert "how many full-time people" in team.text
 
 
@@ -44,8 +44,9 @@ async def test_a_stopped_bot_continues_the_conversation_at_the_same_question(
     await second.start()
     try:
         timeline = await ada.next_reply("250", timeout=STARTUP)
+        asked_after_restart = timeline.text
         await ada.press(timeline, timeline.button("Within a month"))
-        budget = await ada.next_message()
+        budget = await ada.next_screen()
         resumed = await ada.next_reply("/start")
         current = await ada.next_message()
     finally:
@@ -54,7 +55,7 @@ async def test_a_stopped_bot_continues_the_conversation_at_the_same_question(
     assert status == (0 if how == signal.SIGTERM else -signal.SIGKILL)
     assert "ERROR" not in first.logged + second.logged
     assert "Traceback" not in first.logged + second.logged
-    assert "When would you like" in timeline.text
+    assert "When would you like" in asked_after_restart
     assert "monthly budget" in budget.text
     assert "Welcome back" in resumed.text
     assert "monthly budget" in current.text

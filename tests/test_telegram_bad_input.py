@@ -26,9 +26,10 @@ async def _at_team_size(fake: FakeTelegram) -> FakeUser:
     await ada.press(services, services.button("Payments"))
     await ada.next_edit(services)
     await ada.press(services, services.button("Done"))
-    size = await ada.next_message()
+    size = await ada.next_screen()
     await ada.press(size, size.button("50–249"))
-    await ada.next_message()
+    team = await ada.next_screen()
+    assert "how many full-time people" in team.text
     return ada
 
 
@@ -36,9 +37,10 @@ async def _at_email(fake: FakeTelegram) -> FakeUser:
     ada = await _at_team_size(fake)
     await ada.send_text("12")
     for choice in ["Within a month", "$5,000–20,000", "Manager", "Nearshore"]:
-        message = await ada.next_message()
+        message = await ada.next_screen()
         await ada.press(message, message.button(choice))
-    await ada.next_message()
+    name = await ada.next_screen()
+    assert "full name" in name.text
     await ada.send_text("Ada")
     await ada.next_message()
     await ada.send_text("AE")
@@ -55,7 +57,7 @@ async def _editing(fake: FakeTelegram, label: str) -> FakeUser:
     await ada.press(summary, summary.button("Edit"))
     menu = await ada.next_message()
     await ada.press(menu, _exact(menu, label))
-    await ada.next_message()
+    await ada.next_screen()
     return ada
 
 

@@ -13,7 +13,8 @@ from tests.harness import RunningBot
 
 
 async def _question(user: FakeUser, expected: str) -> SentMessage:
-    message = await user.next_message()
+    """The next screen, new message or question in place of the one answered, which must contain `expected`."""
+    message = await user.next_screen()
     assert expected in message.text, f"expected a message with {expected!r}, got {message.text!r}"
     return message
 
@@ -124,20 +125,83 @@ async def test_a_prospect_just_researching_without_a_budget_is_nurtured(fake: Fa
     assert events[-1].kind == "nurture"
 
 
-async def test_an_answered_question_loses_its_buttons_and_shows_the_answer(fake: FakeTelegram, bot: RunningBot) -> None:
-    """After a press the old message reads as answered, so nobody presses its buttons again by mistake."""
+async def test_an_answered_question_loses_its_buttons_and_shows_the_answer_above_the_next_question(
+    fake: FakeTelegram, bot: RunningBot
+) -> None:
+    """After a press the message reads as answered and asks the next question, so no old button is pressed again."""
     ada = fake.user(4242)
     await ada.send_text("/start")
     await ada.next_message()
     services = await _question(ada, "Which processes")
     await ada.press(services, services.button("Payments"))
     await ada.next_edit(services)
+    old_buttons = [data for _, data in services.buttons()]
 
     await ada.press(services, services.button("Done"))
-    await _question(ada, "How many employees")
+    size = await _question(ada, "How many employees")
 
-    assert services.reply_markup is None or services.buttons() == []
-    assert "→ Payments & billing" in services.text
+    assert size is services
+    answered, _, asked = size.text.partition("\n\n")
+    assert answered.splitlines() == [
+        "Which processes are you looking to outsource? Tick all that apply, then press Done.",
+        "→ Payments & billing",
+    ]
+    assert asked.startswith("Question 2 of 11\nHow many employees")
+    assert not set(old_buttons) & {data for _, data in size.buttons()}
+    assert "250–999" in [label for label, _ in size.buttons()]
+    assert len(ada.messages()) == 2
+    assert fake.rejected() == []
+
+
+async def test_the_last_answer_stays_on_its_question_and_the_summary_comes_as_a_message_of_its_own(
+    fake: FakeTelegram, bot: RunningBot
+) -> None:
+    """The summary is kept in the transcript as a new message; the pressed question keeps only its answer."""
+    ada = fake.user(4242)
+    await ada.send_text("/start")
+    await ada.next_message()
+    await _answer_up_to_contact_details(ada)
+    for expected, typed in [("full name", "Ada"), ("company called", "AE"), ("e-mail", "ada@example.com")]:
+        await _question(ada, expected)
+        await ada.send_text(typed)
+    phone = await _question(ada, "phone number")
+
+    await ada.press(phone, phone.button("Skip"))
+    summary = await _question(ada, "Please check your answers")
+    await ada.next_edit(phone)
+
+    assert summary is not phone
+    assert phone.text.endswith("→ —")
+    assert phone.buttons() == []
+    assert fake.rejected() == []
+
+
+async def test_a_question_telegram_will_not_let_the_bot_edit_is_followed_by_a_new_message(
+    fake: FakeTelegram, bot: RunningBot
+) -> None:
+    """When the edit is refused the prospect still gets the next question, with the answer, and carries on."""
+    ada = fake.user(4242)
+    await ada.send_text("/start")
+    await ada.next_message()
+    services = await _question(ada, "Which processes")
+    await ada.press(services, services.button("Payments"))
+    await ada.next_edit(services)
+    fake.refuse_edits(services)
+
+    await ada.press(services, services.button("Done"))
+    size = await _question(ada, "How many employees")
+    size_text = size.text
+    await ada.press(size, size.button("250–999"))
+    team = await _question(ada, "how many full-time people")
+
+    assert size is not services
+    assert "→ Payments & billing\n\nQuestion 2 of 11" in size_text
+    assert "Done ✔" in [label for label, _ in services.buttons()]
+    assert team is size
+    assert "→ 250–999" in team.text
+    assert [(call.method, call.error) for call in fake.rejected()] == [
+        ("editMessageText", "Bad Request: message can't be edited")
+    ]
 
 
 async def test_back_returns_to_the_previous_question_and_edit_changes_one_answer(
@@ -152,15 +216,19 @@ async def test_back_returns_to_the_previous_question_and_edit_changes_one_answer
 
     await ada.press(name, name.button("Back"))
     delivery = await _question(ada, "delivery model")
+    back_text = delivery.text
     await ada.press(delivery, delivery.button("Offshore"))
     summary = await _answer_contact_details_and_confirm_later(ada)
     await ada.press(summary, summary.button("Edit"))
     menu = await _question(ada, "Which answer would you like to change?")
     await ada.press(menu, menu.button("Team size"))
-    await _question(ada, "how many full-time people")
+    team = await _question(ada, "how many full-time people")
     await ada.send_text("120")
     summary_again = await _question(ada, "Please check your answers")
 
+    assert back_text.startswith("Question 7 of 11\nWhich delivery model")
+    assert team is menu
+    assert team.text.startswith("Question 3 of 11\nRoughly how many")
     assert "Delivery model: Offshore" in summary_again.text
     assert "Team size: 120" in summary_again.text
     assert fake.rejected() == []

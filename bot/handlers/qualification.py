@@ -100,8 +100,16 @@ class QualificationHandlers:
             updates = [] if message is None else [_quietly(message.edit_reply_markup(render.keyboard(reply.screen)))]
             await asyncio.gather(_quietly(query.answer()), *updates)
             return
-        # The three calls do not depend on each other: sent together, the reply takes one round trip.
-        retire = [] if message is None else [self._retire(message, given, turn)]
+        answered = self._answered(given, turn)
+        if isinstance(reply.screen, flow.Prompt):
+            # The next question takes the pressed one's place, under the answer just given: one call
+            # where an edit and a new message would be two, and Telegram limits calls per chat.
+            shown = render.prompt(reply.screen, answered=answered)
+            await asyncio.gather(_quietly(query.answer()), _show_in_place(chat, message, shown))
+            return
+        # A summary, the edit menu and the outcome stay in the transcript as messages of their own.
+        # The calls do not depend on each other: sent together, the reply takes one round trip.
+        retire = [] if message is None else [_retire(message, answered)]
         await asyncio.gather(_quietly(query.answer()), *retire, self._show(chat, reply.screen))
 
     async def on_text(self, update: Update, context: Context) -> None:
@@ -161,14 +169,36 @@ class QualificationHandlers:
             shown = render.screen(screen, qualified_text=messages.qualified, nurture_text=messages.nurture)
         await chat.send_message(shown.html, reply_markup=shown.keyboard)
 
-    async def _retire(self, message: Message, given: flow.Input, turn: Turn) -> None:
-        """Take the buttons off a message that has been answered, showing the answer in their place."""
-        question = self._service.questionnaire.question(getattr(given, "at", ""))
-        if question is not None and isinstance(given, flow.Choose | flow.Done | flow.Skip):
-            value = turn.reply.state.answers.get(question.key)
-            await _quietly(message.edit_text(render.answered(question, value)))
+    def _answered(self, given: flow.Input, turn: Turn) -> str | None:
+        """How the pressed question reads once answered by Choose, Done or Skip; None for other buttons."""
+        if not isinstance(given, flow.Choose | flow.Done | flow.Skip):
+            return None
+        question = self._service.questionnaire.question(given.at)
+        if question is None:
+            return None
+        return render.answered(question, turn.reply.state.answers.get(question.key))
+
+
+async def _show_in_place(chat: Chat, message: Message | None, shown: render.Message) -> None:
+    """Edit the pressed message into `shown`, or send `shown` as a new message if that message cannot be edited."""
+    if message is not None:
+        try:
+            await message.edit_text(shown.html, reply_markup=shown.keyboard)
+        except BadRequest as error:
+            # Telegram refuses edits of some messages ("message can't be edited"); the prospect must
+            # still get the next question.
+            log.debug("edit refused by Telegram, sending a new message: %s", error)
         else:
-            await _quietly(message.edit_reply_markup(None))
+            return
+    await chat.send_message(shown.html, reply_markup=shown.keyboard)
+
+
+async def _retire(message: Message, answered: str | None) -> None:
+    """Take the buttons off a message that has been answered, showing the answer in their place if there is one."""
+    if answered is not None:
+        await _quietly(message.edit_text(answered))
+    else:
+        await _quietly(message.edit_reply_markup(None))
 
 
 async def _quietly(edit: Awaitable[object]) -> None:
