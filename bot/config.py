@@ -5,12 +5,12 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from leads.model import Question, Questionnaire, Scoring, Service
-from scheduling.model import Expert, TimeZoneName
+from scheduling.model import Expert, SlotRules, TimeZoneName
 
 BUNDLED_EXAMPLE = Path(__file__).parent / "examples" / "consultbot.toml"
 
@@ -73,6 +73,22 @@ class Messages(Section):
     nurture: Annotated[str, Field(min_length=1, max_length=2000)]
 
 
+class Calendars(Section):
+    """How experts' calendars are read, and what a calendar that cannot be read means."""
+
+    sync_minutes: Annotated[StrictInt, Field(gt=0, le=24 * 60)] = 5
+    """Every feed is read this often while the bot runs."""
+    refresh_after_minutes: Annotated[StrictInt, Field(gt=0, le=24 * 60)] = 15
+    """Before slots are offered, an expert's feeds not read for this long are read again."""
+    stale_after_hours: Annotated[StrictInt, Field(gt=0, le=24 * 30)] = 24
+    """A feed not read successfully for this long is stale."""
+    when_stale: Literal["block", "warn"] = "block"
+    """block: an expert with a stale feed cannot be booked; warn: offer slots from the last good data."""
+    connect_timeout_seconds: Annotated[StrictInt, Field(gt=0, le=300)] = 10
+    timeout_seconds: Annotated[StrictInt, Field(gt=0, le=600)] = 30
+    max_feed_mb: Annotated[StrictInt, Field(gt=0, le=1024)] = 20
+
+
 class BusinessConfig(Section):
     """Everything a consultancy configures about its bot."""
 
@@ -83,6 +99,8 @@ class BusinessConfig(Section):
     experts: tuple[Expert, ...] = ()
     sales: Sales
     messages: Messages
+    slots: SlotRules = SlotRules()
+    calendars: Calendars = Calendars()
 
     def questionnaire(self) -> Questionnaire:
         """The questions with catalogue options filled in, and their scoring."""
@@ -107,6 +125,7 @@ def load_config(path: Path) -> BusinessConfig:
         raise ConfigError(source, [("(file)", f"cannot be read: {error}")]) from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(source, [("(syntax)", f"not valid TOML: {error}")]) from None
+    _resolve_calendar_paths(raw, relative_to=path.parent)
     try:
         config = BusinessConfig.model_validate(raw)
     except ValidationError as error:
@@ -125,9 +144,24 @@ def _reference_problems(config: BusinessConfig) -> Iterable[tuple[Location, str]
     for index, expert in enumerate(config.experts):
         for unknown in sorted(set(expert.specialties) - services):
             yield ("experts", index, "specialties"), f"{unknown!r} is not a service key"
+        for number, location in enumerate(expert.calendars):
+            if "://" not in location and not Path(location).is_file():
+                yield ("experts", index, "calendars", number), f"no such file: {location}"
     experts = [expert.key for expert in config.experts]
     if len(experts) != len(set(experts)):
         yield ("experts",), "expert keys must be unique"
+
+
+def _resolve_calendar_paths(raw: Any, *, relative_to: Path) -> None:
+    """Make calendar file paths relative to the configuration file absolute, so they work from any directory."""
+    experts = raw.get("experts") if isinstance(raw, dict) else None
+    for expert in experts if isinstance(experts, list) else ():
+        calendars = expert.get("calendars") if isinstance(expert, dict) else None
+        if isinstance(calendars, list):
+            expert["calendars"] = [
+                str(relative_to / c) if isinstance(c, str) and c and "://" not in c and not Path(c).is_absolute() else c
+                for c in calendars
+            ]
 
 
 def _describe(location: Location, kind: str, message: str, raw: Any) -> tuple[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -46,10 +47,14 @@ class Interval:
         return Interval(self.start - before, self.end + after)
 
 
+_start = attrgetter("start")
+
+
 def merge(intervals: Iterable[Interval]) -> list[Interval]:
     """The same instants as sorted, disjoint intervals; overlapping or touching ones become one."""
     merged: list[Interval] = []
-    for interval in sorted(intervals):
+    # Sorting by start alone is enough here, and a key is several times faster than the dataclass's tuple ordering.
+    for interval in sorted(intervals, key=_start):
         if merged and interval.start <= merged[-1].end:
             if interval.end > merged[-1].end:
                 merged[-1] = Interval(merged[-1].start, interval.end)

@@ -8,7 +8,17 @@ import sys
 
 import pytest
 
-PURE_MODULES = ["leads.model", "leads.answers", "leads.flow", "leads.scoring", "leads.records", "scheduling.model"]
+PURE_MODULES = [
+    "leads.model",
+    "leads.answers",
+    "leads.flow",
+    "leads.scoring",
+    "leads.records",
+    "scheduling.model",
+    "scheduling.intervals",
+    "scheduling.slots",
+    "scheduling.records",
+]
 CORE_PACKAGES = ["leads", "scheduling"]
 
 

@@ -17,7 +17,9 @@ from leads.model import KEY_PATTERN, Questionnaire
 
 def bundled_with(tmp_path: Path, old: str, new: str) -> Path:
     """A copy of the bundled example with one thing changed, as an operator editing it might."""
-    text = BUNDLED_EXAMPLE.read_text(encoding="utf-8")
+    # The copy lives elsewhere, so the demo calendars it names relative to the original are made absolute.
+    calendars = BUNDLED_EXAMPLE.parent / "calendars"
+    text = BUNDLED_EXAMPLE.read_text(encoding="utf-8").replace('"calendars/', f'"{calendars}/')
     assert text.count(old) == 1, f"{old!r} should occur once in the bundled example"
     path = tmp_path / "consultbot.toml"
     path.write_text(text.replace(old, new), encoding="utf-8")
@@ -178,6 +180,41 @@ def test_every_bundled_service_has_an_expert_who_consults_on_it() -> None:
             'experts[0] ("amelia").specialties',
             "'quality' is not a service key",
             id="expert_specialty_that_is_not_a_service",
+        ),
+        pytest.param(
+            "calendars/rahul.ics",
+            "calendars/rahul-work.ics",
+            'experts[1] ("rahul").calendars[0]',
+            "no such file: ",
+            id="calendar_file_that_does_not_exist",
+        ),
+        pytest.param(
+            '/calendars/sofia.ics"]',
+            '/calendars/sofia.ics", "ftp://files.example.com/sofia.ics"]',
+            'experts[2] ("sofia").calendars[1]',
+            "a calendar is an https:// or webcal:// URL or a file path, not a ftp:// address",
+            id="calendar_address_of_another_kind",
+        ),
+        pytest.param(
+            'tuesday = ["09:00-12:30", "13:30-17:30"]',
+            'tuesday = ["09:00-12:30", "12:00-17:30"]',
+            'experts[0] ("amelia").hours.tuesday',
+            "overlap",
+            id="working_hours_that_overlap",
+        ),
+        pytest.param(
+            'when_stale = "block"',
+            'when_stale = "ignore"',
+            "calendars.when_stale",
+            "Input should be 'block' or 'warn'",
+            id="unknown_staleness_policy",
+        ),
+        pytest.param(
+            "meeting_minutes = 45",
+            'meeting_minutes = "45"',
+            "slots.meeting_minutes",
+            "Input should be a valid integer",
+            id="meeting_length_as_text",
         ),
     ],
 )
