@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.exc import SQLAlchemyError
 from telegram.error import InvalidToken, NetworkError
 
-from bot import console, database
+from bot import console, database, reports
 from bot.config import BusinessConfig, ConfigError, load_config
 from bot.settings import Settings, load_settings
 from bot.wiring import open_services
@@ -28,8 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         # Libraries log every HTTP request at INFO; keep the bot's own lines readable.
         logging.getLogger("httpx").setLevel(logging.WARNING)
-        if arguments.command == "chat":
-            # The terminal is the conversation: only trouble belongs on it.
+        if arguments.command in {"chat", "sync", "slots"}:
+            # The terminal is the conversation, or the report: only trouble belongs beside it.
             logging.getLogger().setLevel(logging.WARNING)
         config = load_config(settings.config_path)
         return asyncio.run(_run_command(arguments, settings, config))
@@ -50,7 +53,27 @@ def _parser() -> argparse.ArgumentParser:
     db_commands.add_parser("upgrade", help="apply pending migrations")
     db_commands.add_parser("status", help="list pending migrations")
     commands.add_parser("check", help="check the configuration and the environment, then exit")
+    commands.add_parser("sync", help="read every expert's calendars now and show how each feed stands")
+    slots = commands.add_parser("slots", help="free consultation slots, grouped by day")
+    slots.add_argument("--expert", metavar="ID", help="only this expert (a key from the configuration)")
+    slots.add_argument("--days", type=_positive, metavar="N", help="days ahead to show (default: the horizon)")
+    slots.add_argument("--tz", type=_zone, metavar="ZONE", help="show times in this IANA zone (default: the expert's)")
     return parser
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of days, 1 or more, got {text!r}")
+    return int(text)
+
+
+def _zone(text: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(text)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise argparse.ArgumentTypeError(
+            f"unknown time zone {text!r} (use an IANA name such as Europe/Berlin)"
+        ) from None
 
 
 async def _run_command(arguments: argparse.Namespace, settings: Settings, config: BusinessConfig) -> int:
@@ -67,10 +90,29 @@ async def _run_command(arguments: argparse.Namespace, settings: Settings, config
             case "check":
                 print(f"configuration OK: {settings.config_path}")
                 return 0
+            case "sync":
+                async with open_services(settings, config) as services:
+                    synced = await services.calendar_sync.sync()
+                    print(reports.feeds(synced, await services.calendar_sync.feeds()))
+                    return 1 if any(report.outcome == "failed" for report in synced) else 0
+            case "slots":
+                return await _slots(arguments, settings, config)
     except (OSError, SQLAlchemyError) as error:
         print(f"consultbot: cannot use the database {_safe(settings.database_url)}: {error}", file=sys.stderr)
         return 1
     raise AssertionError(f"unhandled command {arguments.command}")
+
+
+async def _slots(arguments: argparse.Namespace, settings: Settings, config: BusinessConfig) -> int:
+    experts = [expert.key for expert in config.experts]
+    if arguments.expert is not None and arguments.expert not in experts:
+        print(f"consultbot: no expert {arguments.expert!r}; the experts are: {', '.join(experts)}", file=sys.stderr)
+        return 2
+    async with open_services(settings, config) as services:
+        for key in [arguments.expert] if arguments.expert else experts:
+            found = await services.availability.availability(key, days=arguments.days)
+            print(reports.slots(found, zone=arguments.tz))
+    return 0
 
 
 async def _database(command: str, settings: Settings) -> int:
@@ -102,9 +144,14 @@ async def _serve(settings: Settings, config: BusinessConfig) -> int:
                 await application.start()
                 assert application.updater is not None
                 await application.updater.start_polling(poll_interval=0, timeout=30, drop_pending_updates=False)
+                every = timedelta(minutes=config.calendars.sync_minutes)
+                syncing = asyncio.create_task(services.calendar_sync.keep_in_sync(every))
                 log.info("consultbot is serving @%s", application.bot.username)
                 await stop.wait()
                 log.info("stopping: finishing the updates in hand")
+                syncing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await syncing
                 await application.updater.stop()
                 await application.stop()
         except InvalidToken:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,6 +16,9 @@ from bot.config import BusinessConfig
 from bot.settings import Settings
 from leads.repository import SqlLeadStore
 from leads.service import QualificationService
+from scheduling.feeds import FetchLimits, FetchResult, Validators, feed_session, fetch_feed
+from scheduling.repository import SqlAvailabilityStore
+from scheduling.service import AvailabilityService, CalendarSync, SyncPolicy
 
 
 def utc_now() -> datetime:
@@ -29,6 +33,8 @@ class Services:
     config: BusinessConfig
     engine: AsyncEngine
     qualification: QualificationService
+    calendar_sync: CalendarSync
+    availability: AvailabilityService
 
 
 @asynccontextmanager
@@ -36,12 +42,57 @@ async def open_services(settings: Settings, config: BusinessConfig) -> AsyncIter
     """Connect to the database, bring its schema up to date, and build the services on it."""
     engine = database.create_engine(settings.database_url)
     transactions = database.store_engine(engine)
+    calendars = config.calendars
+    limits = FetchLimits(
+        connect_timeout=calendars.connect_timeout_seconds,
+        total_timeout=calendars.timeout_seconds,
+        max_bytes=calendars.max_feed_mb * 1024 * 1024,
+    )
+    session = feed_session(limits=limits)
     try:
         await database.upgrade(engine)
-        store = SqlLeadStore(transactions)
+        # One lock for every store on SQLite's blocking twin engine (none is needed on PostgreSQL).
+        one_writer = asyncio.Lock()
+        store = SqlLeadStore(transactions, one_writer=one_writer)
         qualification = QualificationService(store=store, questionnaire=config.questionnaire(), clock=utc_now)
-        yield Services(config=config, engine=engine, qualification=qualification)
+
+        async def fetch(location: str, validators: Validators) -> FetchResult:
+            return await fetch_feed(session, location, validators=validators, limits=limits)
+
+        availability_store = SqlAvailabilityStore(transactions, one_writer=one_writer)
+        policy = sync_policy(config)
+        calendar_sync = CalendarSync(
+            store=availability_store, fetch=fetch, experts=config.experts, policy=policy, clock=utc_now
+        )
+        await calendar_sync.configure()
+        availability = AvailabilityService(
+            store=availability_store,
+            sync=calendar_sync,
+            experts=config.experts,
+            rules=config.slots,
+            policy=policy,
+            clock=utc_now,
+        )
+        yield Services(
+            config=config,
+            engine=engine,
+            qualification=qualification,
+            calendar_sync=calendar_sync,
+            availability=availability,
+        )
     finally:
+        await session.close()
         if isinstance(transactions, Engine):
             transactions.dispose()
         await engine.dispose()
+
+
+def sync_policy(config: BusinessConfig) -> SyncPolicy:
+    """The calendar settings of the configuration as the availability services take them."""
+    calendars = config.calendars
+    return SyncPolicy(
+        horizon=config.slots.horizon,
+        stale_after=timedelta(hours=calendars.stale_after_hours),
+        when_stale=calendars.when_stale,
+        refresh_after=timedelta(minutes=calendars.refresh_after_minutes),
+    )

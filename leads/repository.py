@@ -190,9 +190,12 @@ class SqlLeadTransaction:
 class SqlLeadStore:
     """Opens lead transactions: on an async engine, or on a blocking SQLite engine run inline."""
 
-    def __init__(self, engine: AsyncEngine | Engine) -> None:
+    def __init__(self, engine: AsyncEngine | Engine, *, one_writer: asyncio.Lock | None = None) -> None:
         self._engine = engine
-        self._one_writer = asyncio.Lock()
+        # Every store on the same blocking SQLite engine must share this lock: a transaction that waited on
+        # SQLite's file lock while another store's transaction was paused at an await would block the loop
+        # that transaction needs to finish.
+        self._one_writer = one_writer or asyncio.Lock()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqlLeadTransaction]:

@@ -33,7 +33,8 @@ class FeedState:
     def failing(self) -> bool:
         """Whether the most recent attempt failed."""
         return self.last_error_at is not None and (
-            self.last_success_at is None or self.last_error_at > self.last_success_at
+            # One attempt records either a success or an error, so at the same instant the error came later.
+            self.last_success_at is None or self.last_error_at >= self.last_success_at
         )
 
     def stale(self, *, now: datetime, limit: timedelta) -> bool:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from typing import Any
+import asyncio
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, TypeVar
 
-from sqlalchemy import RowMapping, bindparam, delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import Connection, Engine, RowMapping, bindparam, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scheduling import tables
 from scheduling.intervals import Interval
@@ -42,67 +43,88 @@ _BUSY_BETWEEN = (
 )
 
 
-class SqlAvailabilityStore:
-    """Feeds and busy intervals in the bot's database."""
+Result = TypeVar("Result")
 
-    def __init__(self, engine: AsyncEngine) -> None:
+
+class SqlAvailabilityStore:
+    """Feeds and busy intervals in the bot's database.
+
+    Each operation is one transaction written as a plain function of a connection: PostgreSQL runs it on
+    the async engine; SQLite runs it inline on the blocking twin engine, holding the lock the lead store
+    holds for its transactions (see bot/database.py, store_engine).
+    """
+
+    def __init__(self, engine: AsyncEngine | Engine, *, one_writer: asyncio.Lock | None = None) -> None:
         self._engine = engine
+        self._one_writer = one_writer or asyncio.Lock()
 
     async def configure_feeds(self, feeds: Collection[tuple[str, str]]) -> list[FeedState]:
-        wanted = set(feeds)
-        async with self._engine.begin() as connection:
-            rows = (await connection.execute(select(FEEDS.c.id, FEEDS.c.expert_key, FEEDS.c.location))).all()
-            gone = [row.id for row in rows if (row.expert_key, row.location) not in wanted]
-            if gone:
-                # Intervals first: SQLite enforces the foreign key but its cascade needs the pragma per connection.
-                await connection.execute(delete(BUSY).where(BUSY.c.feed_id.in_(gone)))
-                await connection.execute(delete(FEEDS).where(FEEDS.c.id.in_(gone)))
-            new = wanted - {(row.expert_key, row.location) for row in rows}
-            if new:
-                values = [{"expert_key": k, "location": loc, "events": 0, "problems": []} for k, loc in sorted(new)]
-                await connection.execute(insert(FEEDS), values)
+        await self._run(lambda connection: _configure_feeds(connection, set(feeds)))
         return await self.feeds()
 
     async def feeds(self, expert_keys: Collection[str] | None = None) -> list[FeedState]:
-        counts = select(BUSY.c.feed_id, func.count().label("busy")).group_by(BUSY.c.feed_id).subquery()
-        query = (
-            select(FEEDS, func.coalesce(counts.c.busy, 0).label("busy_intervals"))
-            .outerjoin(counts, counts.c.feed_id == FEEDS.c.id)
-            .order_by(FEEDS.c.expert_key, FEEDS.c.id)
-        )
-        if expert_keys is not None:
-            query = query.where(FEEDS.c.expert_key.in_(list(expert_keys)))
-        async with self._engine.connect() as connection:
-            rows = (await connection.execute(query)).mappings().all()
-        return [_feed(row) for row in rows]
+        keys = None if expert_keys is None else list(expert_keys)
+        return await self._run(lambda connection: _feeds(connection, keys))
 
     async def record_attempt(self, feed: FeedState) -> None:
-        async with self._engine.begin() as connection:
-            await _save_state(connection, feed)
+        await self._run(lambda connection: _save_state(connection, feed))
 
     async def replace_busy(self, feed: FeedState, busy: Sequence[Interval]) -> None:
-        async with self._engine.begin() as connection:
-            await _save_state(connection, feed)
-            await connection.execute(delete(BUSY).where(BUSY.c.feed_id == feed.id))
-            if busy:
-                rows = [
-                    {"feed_id": feed.id, "expert_key": feed.expert_key, "starts_at": i.start, "ends_at": i.end}
-                    for i in busy
-                ]
-                await connection.execute(insert(BUSY), rows)
+        await self._run(lambda connection: _replace_busy(connection, feed, busy))
 
     async def busy_between(self, expert_key: str, window: Interval) -> list[Interval]:
         parameters = {"expert_key": expert_key, "window_start": window.start, "window_end": window.end}
-        async with self._engine.connect() as connection:
-            rows = (await connection.execute(_BUSY_BETWEEN, parameters)).all()
+        rows = await self._run(lambda connection: connection.execute(_BUSY_BETWEEN, parameters).all())
         return [Interval(row.starts_at, row.ends_at) for row in rows]
 
+    async def _run(self, work: Callable[[Connection], Result]) -> Result:
+        if isinstance(self._engine, AsyncEngine):
+            async with self._engine.begin() as connection:
+                return await connection.run_sync(work)
+        async with self._one_writer:
+            with self._engine.begin() as connection:
+                return work(connection)
 
-async def _save_state(connection: AsyncConnection, feed: FeedState) -> None:
+
+def _configure_feeds(connection: Connection, wanted: set[tuple[str, str]]) -> None:
+    rows = connection.execute(select(FEEDS.c.id, FEEDS.c.expert_key, FEEDS.c.location)).all()
+    gone = [row.id for row in rows if (row.expert_key, row.location) not in wanted]
+    if gone:
+        # Intervals first, rather than trusting ON DELETE CASCADE: SQLite honours it only with foreign keys on.
+        connection.execute(delete(BUSY).where(BUSY.c.feed_id.in_(gone)))
+        connection.execute(delete(FEEDS).where(FEEDS.c.id.in_(gone)))
+    new = wanted - {(row.expert_key, row.location) for row in rows}
+    if new:
+        values = [{"expert_key": key, "location": place, "events": 0, "problems": []} for key, place in sorted(new)]
+        connection.execute(insert(FEEDS), values)
+
+
+def _feeds(connection: Connection, expert_keys: list[str] | None) -> list[FeedState]:
+    counts = select(BUSY.c.feed_id, func.count().label("busy")).group_by(BUSY.c.feed_id).subquery()
+    query = (
+        select(FEEDS, func.coalesce(counts.c.busy, 0).label("busy_intervals"))
+        .outerjoin(counts, counts.c.feed_id == FEEDS.c.id)
+        .order_by(FEEDS.c.expert_key, FEEDS.c.id)
+    )
+    if expert_keys is not None:
+        query = query.where(FEEDS.c.expert_key.in_(expert_keys))
+    return [_feed(row) for row in connection.execute(query).mappings()]
+
+
+def _replace_busy(connection: Connection, feed: FeedState, busy: Sequence[Interval]) -> None:
+    _save_state(connection, feed)
+    connection.execute(delete(BUSY).where(BUSY.c.feed_id == feed.id))
+    if busy:
+        expert_key = feed.expert_key
+        rows = [{"feed_id": feed.id, "expert_key": expert_key, "starts_at": i.start, "ends_at": i.end} for i in busy]
+        connection.execute(insert(BUSY), rows)
+
+
+def _save_state(connection: Connection, feed: FeedState) -> None:
     if feed.id is None:
         raise ValueError(f"feed {feed.location!r} of {feed.expert_key!r} was never stored")
     values: dict[str, Any] = {column: getattr(feed, column) for column in _STATE_COLUMNS}
-    await connection.execute(_SAVE_STATE, {"feed_id": feed.id, **values})
+    connection.execute(_SAVE_STATE, {"feed_id": feed.id, **values})
 
 
 def _feed(row: RowMapping) -> FeedState:

@@ -18,6 +18,7 @@ PURE_MODULES = [
     "scheduling.intervals",
     "scheduling.slots",
     "scheduling.records",
+    "scheduling.ics",
 ]
 CORE_PACKAGES = ["leads", "scheduling"]
 
