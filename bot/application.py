@@ -42,9 +42,10 @@ def build_application(settings: Settings, services: Services) -> BotApplication:
         .defaults(Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True)))
         .rate_limiter(RetryAfterLimiter())
         # A few updates at a time overlap database and HTTP waits; many more only add idle
-        # connections, which httpcore scans on every request (encode/httpcore#1035).
+        # connections, which httpcore scans on every request (encode/httpcore#1035). An update
+        # makes at most two Bot API calls at once, hence two connections per update in hand.
         .concurrent_updates(PerChatUpdateProcessor(CONCURRENT_UPDATES))
-        .connection_pool_size(CONCURRENT_UPDATES * 3)
+        .connection_pool_size(CONCURRENT_UPDATES * 2)
         .pool_timeout(10)
         .post_init(_set_commands)
         .build()

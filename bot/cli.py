@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -144,6 +145,10 @@ async def _serve(settings: Settings, config: BusinessConfig) -> int:
                 await application.start()
                 assert application.updater is not None
                 await application.updater.start_polling(poll_interval=0, timeout=30, drop_pending_updates=False)
+                # Everything built so far lives as long as the process: out of the collector's sight, it is
+                # not traversed again by every full collection while updates are handled.
+                gc.freeze()
+                gc.set_threshold(10_000, 20, 20)
                 every = timedelta(minutes=config.calendars.sync_minutes)
                 syncing = asyncio.create_task(services.calendar_sync.keep_in_sync(every))
                 log.info("consultbot is serving @%s", application.bot.username)
