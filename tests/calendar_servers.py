@@ -118,6 +118,7 @@ class FeedServer:
         self.slow_seconds = slow_seconds
         self.url = ""
         self.requests: list[ReceivedRequest] = []
+        self._arrived = asyncio.Condition()
         self._feeds: dict[str, _Feed] = {}
         self._runner: web.AppRunner | None = None
 
@@ -179,9 +180,17 @@ class FeedServer:
     ) -> None:
         await self.stop()
 
+    async def first_request_to(self, path: str) -> ReceivedRequest:
+        """Wait until `path` has been requested, and return that first request."""
+        async with self._arrived:
+            await self._arrived.wait_for(lambda: bool(self.requests_to(path)))
+        return self.requests_to(path)[0]
+
     @web.middleware
     async def _record(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         self.requests.append(ReceivedRequest(request.method, request.path, request.headers))
+        async with self._arrived:
+            self._arrived.notify_all()
         return await handler(request)
 
     async def _feed(self, request: web.Request) -> web.StreamResponse:

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 import pytest
 
+from bot import database
 from bot.config import BUNDLED_EXAMPLE
+from scheduling.records import FeedState
+from scheduling.repository import SqlAvailabilityStore
+from tests.calendar_servers import WEEK_ICS, FeedServer
+from tests.fake_telegram import FakeTelegram
+from tests.harness import BotProcess
 from tests.test_console import _consultbot
+from tests.test_restart import STARTUP
 
 CALENDARS = BUNDLED_EXAMPLE.parent / "calendars"
 DAY_LINE = re.compile(r"^  (\w{3} \d{2} \w{3} \d{4})  ((?:\d{2}:\d{2} ?)+)$")
@@ -113,3 +121,36 @@ def test_a_working_hours_typo_stops_start_up_naming_the_expert_and_day(tmp_path:
     assert f'configuration error in {config}: experts[0] ("amelia").hours.friday' in result.stderr
     assert "25:00" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_the_running_bot_reads_the_experts_calendars_on_start(
+    fake: FakeTelegram, database_url: str, tmp_path: Path
+) -> None:
+    """`consultbot run` syncs every feed as it starts serving, and stores what it read."""
+    async with FeedServer() as server:
+        url = server.publish("amelia.ics", WEEK_ICS)
+        config = _config_with(tmp_path, f'"{CALENDARS}/amelia.ics"', f'"{url}"')
+        bot = BotProcess(fake, database_url, CONSULTBOT_CONFIG=str(config))
+        await bot.start()
+        try:
+            await asyncio.wait_for(server.first_request_to("/feeds/amelia.ics"), timeout=STARTUP)
+            for _ in range(100):  # the feed is read and stored moments after it is fetched
+                feeds = await _stored_feeds(database_url)
+                if all(feed.last_success_at for feed in feeds):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await bot.stop()
+
+    assert {feed.expert_key for feed in feeds} == {"amelia", "rahul", "sofia"}
+    assert all(feed.busy_intervals > 0 for feed in feeds)
+    assert "consultbot/" in server.requests_to("/feeds/amelia.ics")[0].headers["User-Agent"]
+    assert "Traceback" not in bot.logged
+
+
+async def _stored_feeds(database_url: str) -> list[FeedState]:
+    engine = database.create_engine(database_url)
+    try:
+        return await SqlAvailabilityStore(engine).feeds()
+    finally:
+        await engine.dispose()

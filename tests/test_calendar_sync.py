@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -12,6 +14,7 @@ from scheduling.feeds import Fetched, FetchFailed, FetchResult, NotModified, Val
 from scheduling.intervals import Interval
 from scheduling.memory import InMemoryAvailabilityStore
 from scheduling.model import Expert, SlotRules, WorkingHours
+from scheduling.records import FeedState
 from scheduling.service import AvailabilityService, CalendarSync, SyncPolicy
 from tests.conftest import FixedClock
 
@@ -293,3 +296,36 @@ async def test_slots_stop_at_the_days_asked_for(clock: FixedClock, days: int) ->
 
     assert found.slots
     assert all(slot.start < clock.now + timedelta(days=days) for slot in found.slots)
+
+
+class StoreThatFailsOnce(InMemoryAvailabilityStore):
+    """An in-memory store whose second listing of feeds fails, as a database restarting would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listings = 0
+        self.listed_five_times = asyncio.Event()
+
+    async def feeds(self, expert_keys: Collection[str] | None = None) -> list[FeedState]:
+        self.listings += 1
+        if self.listings == 5:
+            self.listed_five_times.set()
+        if self.listings == 2:
+            raise ConnectionError("database restarting")
+        return await super().feeds(expert_keys)
+
+
+async def test_periodic_sync_reads_the_calendars_again_and_survives_a_failing_round(clock: FixedClock) -> None:
+    """The background loop reads every feed once per period and carries on after a round that raised."""
+    store, fetch = StoreThatFailsOnce(), FeedsOnHand()
+    fetch.bodies[FEED] = WEEKLY_STEERING.encode()
+    sync = CalendarSync(store=store, fetch=fetch, experts=[_amelia(FEED)], policy=_policy(), clock=clock)
+    await sync.configure()
+
+    loop = asyncio.create_task(sync.keep_in_sync(timedelta(milliseconds=10)))
+    await asyncio.wait_for(store.listed_five_times.wait(), timeout=10)
+    still_running = not loop.done()
+    loop.cancel()
+
+    assert still_running
+    assert len(fetch.asked) >= 2
