@@ -100,14 +100,16 @@ def _configure_feeds(connection: Connection, wanted: set[tuple[str, str]]) -> No
 
 
 def _feeds(connection: Connection, expert_keys: list[str] | None) -> list[FeedState]:
-    counts = select(BUSY.c.feed_id, func.count().label("busy")).group_by(BUSY.c.feed_id).subquery()
-    query = (
-        select(FEEDS, func.coalesce(counts.c.busy, 0).label("busy_intervals"))
-        .outerjoin(counts, counts.c.feed_id == FEEDS.c.id)
-        .order_by(FEEDS.c.expert_key, FEEDS.c.id)
-    )
+    counting = select(BUSY.c.feed_id, func.count().label("busy")).group_by(BUSY.c.feed_id)
+    query = select(FEEDS).order_by(FEEDS.c.expert_key, FEEDS.c.id)
     if expert_keys is not None:
+        # Every slot query checks its expert's feeds: count only their intervals, not the whole table's.
+        counting = counting.where(BUSY.c.expert_key.in_(expert_keys))
         query = query.where(FEEDS.c.expert_key.in_(expert_keys))
+    counts = counting.subquery()
+    query = query.add_columns(func.coalesce(counts.c.busy, 0).label("busy_intervals")).outerjoin(
+        counts, counts.c.feed_id == FEEDS.c.id
+    )
     return [_feed(row) for row in connection.execute(query).mappings()]
 
 
