@@ -633,7 +633,10 @@ def inside_working_hours(slot: Interval, scenario: Scenario) -> bool:
         if midnight + working.start <= start < midnight + working.end:
             minutes = range(slot.duration // MINUTE)
             inside = all((slot.start + k * MINUTE).astimezone(zone) < midnight + working.end for k in minutes)
-            return inside and slot.end.astimezone(zone) <= midnight + working.end
+            # The slot's last instant, not its end, is read on the clock: when the clocks jump forward at the
+            # very end of a range (02:00 that never shows), the end reads 03:00 though nothing after 02:00 is used.
+            last = (slot.end - timedelta(microseconds=1)).astimezone(zone)
+            return inside and last < midnight + working.end
     return False
 
 
@@ -682,3 +685,16 @@ def test_free_slots_are_exactly_the_grid_starts_a_brute_force_search_accepts(sce
     slots = scenario.slots()
 
     assert slots == expected
+
+
+def test_a_range_ending_at_a_skipped_clock_time_offers_a_slot_up_to_the_jump() -> None:
+    """Working until 02:00 on Berlin's spring-forward night: a 01:55 slot ends as the clocks jump to 03:00."""
+    hours = WorkingHours.model_validate({"overrides": [{"date": "2026-03-29", "hours": ["00:00-02:00"]}]})
+    rules = SlotRules(meeting_minutes=5, step_minutes=5, buffer_after_minutes=0, notice_minutes=5, horizon_days=1)
+
+    slots = free_slots(
+        hours=hours, zone=BERLIN, rules=rules, busy=[], booked=[], now=datetime(2026, 3, 29, 0, 50, tzinfo=UTC)
+    )
+
+    assert [slot.start.astimezone(BERLIN).strftime("%H:%M") for slot in slots] == ["01:55"]
+    assert slots[0].end == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
