@@ -12,12 +12,11 @@ request with icalendar + recurring-ical-events, as schedulers that re-read feeds
 
 from __future__ import annotations
 
-import asyncio
 import os
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -63,11 +62,9 @@ class Latency:
         return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
-async def _timed(work: Callable[[], object]) -> float:
+async def _timed(work: Callable[[], Awaitable[object]]) -> float:
     started = time.perf_counter()
-    result = work()
-    if asyncio.iscoroutine(result):
-        await result
+    await work()
     return (time.perf_counter() - started) * 1000
 
 

@@ -22,6 +22,8 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
+from tests.local_server import LocalServer
+
 __all__ = [
     "FIRST_PUBLISHED",
     "HTML_LOGIN_PAGE",
@@ -104,7 +106,7 @@ class _Feed:
     last_modified: datetime | None
 
 
-class FeedServer:
+class FeedServer(LocalServer):
     """A local web server publishing calendar feeds as providers do, with routes that misbehave on purpose.
 
     Routes: `/feeds/{name}` (a published feed, honouring If-None-Match and If-Modified-Since), `/status/{code}`,
@@ -115,12 +117,11 @@ class FeedServer:
     """
 
     def __init__(self, *, slow_seconds: float = 5.0) -> None:
+        super().__init__()
         self.slow_seconds = slow_seconds
-        self.url = ""
         self.requests: list[ReceivedRequest] = []
         self._arrived = asyncio.Condition()
         self._feeds: dict[str, _Feed] = {}
-        self._runner: web.AppRunner | None = None
 
     def publish(
         self, name: str, body: str | bytes, *, etag: bool = True, last_modified: datetime | None = FIRST_PUBLISHED
@@ -157,28 +158,7 @@ class FeedServer:
         ]
         for path, handler in routes:
             app.router.add_get(path, handler)
-        # handler_cancellation stops a slow or endless handler as soon as the client hangs up, so shutdown is quick.
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-
-    async def stop(self) -> None:
-        """Shut the server down."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
+        await self._serve(app, shutdown_timeout=0.5)
 
     async def first_request_to(self, path: str) -> ReceivedRequest:
         """Wait until `path` has been requested, and return that first request."""

@@ -10,10 +10,11 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
+
+from tests.local_server import LocalServer
 
 __all__ = [
     "ApiCall",
@@ -752,14 +753,14 @@ class FakeUser:
         return [dict(answer) for user_id, answer in self._server._callback_answers if user_id == self.id]
 
 
-class FakeTelegram:
+class FakeTelegram(LocalServer):
     """An aiohttp server speaking the Bot API subset the bot uses, with Telegram's own rejections."""
 
     def __init__(self, *, token: str = "123456:TEST-TOKEN", bot_username: str = "consultbot_test_bot") -> None:
+        super().__init__()
         self.token = token
         self.bot_username = bot_username
         self.bot_id = int(token.split(":", 1)[0])
-        self.url = ""
         self.calls: list[ApiCall] = []
         # monotonic time each update was last handed to the bot by getUpdates
         self.update_served_at: dict[int, float] = {}
@@ -779,7 +780,6 @@ class FakeTelegram:
         self._query_ids = itertools.count(1)
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._closing = False
-        self._runner: web.AppRunner | None = None
         self._methods: dict[str, _Handler] = {
             "getMe": self._get_me,
             "getUpdates": self._get_updates,
@@ -805,31 +805,15 @@ class FakeTelegram:
         self._closing = False
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
-        # handler_cancellation lets the fake notice a long poll whose client hung up (PTB cancels its poll
-        # on shutdown), instead of answering it later with a conflict nobody reads.
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        # A long poll whose client hung up (PTB cancels its poll on shutdown) is cancelled, not answered
+        # later with a conflict nobody reads.
+        await self._serve(app, shutdown_timeout=1.0)
 
     async def stop(self) -> None:
         """Answer pending long polls and shut the server down."""
         self._closing = True
         self._pulse()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
+        await super().stop()
 
     def user(
         self,
@@ -1265,9 +1249,8 @@ class FakeTelegram:
             info["max_connections"] = 40
         return info
 
-    async def _send_message(self, params: dict[str, Any]) -> Any:
-        chat = self._target_chat(params, sending=True)
-        raw = params.get("text")
+    def _message_text(self, raw: object, params: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+        """A message's text as Telegram shows it, and its entities; refused as Telegram refuses it."""
         if raw is None or raw == "":
             raise _bad("message text is empty")
         text, entities = self._formatted(
@@ -1280,6 +1263,12 @@ class FakeTelegram:
         )
         if not text:
             raise _bad("message must be non-empty")
+        return text, entities
+
+    async def _send_message(self, params: dict[str, Any]) -> Any:
+        chat = self._target_chat(params, sending=True)
+        raw = params.get("text")
+        text, entities = self._message_text(raw, params)
         markup = self._checked_markup(params.get("reply_markup"))
         reply_to = self._reply_to(chat, params)
         message = SentMessage(
@@ -1349,18 +1338,7 @@ class FakeTelegram:
         if message.document is not None:
             raise _bad("there is no text in the message to edit")
         raw = params.get("text")
-        if raw is None or raw == "":
-            raise _bad("message text is empty")
-        text, entities = self._formatted(
-            str(raw),
-            params,
-            mode_key="parse_mode",
-            entities_key="entities",
-            limit=MAX_MESSAGE_LENGTH,
-            too_long="message is too long",
-        )
-        if not text:
-            raise _bad("message must be non-empty")
+        text, entities = self._message_text(raw, params)
         # Omitting reply_markup in an edit removes the inline keyboard, as on Telegram.
         markup = self._checked_markup(params.get("reply_markup"))
         if (text, entities, markup) == (message.text, message.entities, self._inline_markup(message)):
