@@ -47,6 +47,10 @@ class Company(Section):
     website: str | None = None
     privacy_contact: Annotated[str, Field(min_length=1)]
     """Where prospects write about their data."""
+    markets: tuple[TimeZoneName, ...] = ()
+    """Time zones of the company's markets, offered first when a prospect picks theirs."""
+    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+    """The organizer of invites for experts without an e-mail address of their own."""
 
 
 class StaffMember(Section):
@@ -89,6 +93,25 @@ class Calendars(Section):
     max_feed_mb: Annotated[StrictInt, Field(gt=0, le=1024)] = 20
 
 
+class Booking(Section):
+    """How qualified prospects book consultations, and how they are reminded."""
+
+    assignment: Literal["fewest_upcoming", "first_available"] = "fewest_upcoming"
+    """fewest_upcoming: the eligible expert with the fewest consultations ahead; first_available: any of them."""
+    days_per_page: Annotated[StrictInt, Field(gt=0, le=10)] = 5
+    reminder_minutes: tuple[Annotated[StrictInt, Field(gt=0, le=14 * 24 * 60)], ...] = (24 * 60, 60)
+    """Reminders go this many minutes before a consultation."""
+    change_notice_hours: Annotated[StrictInt, Field(ge=0, le=24 * 14)] = 12
+    """Prospects can move or cancel a consultation until this many hours before it."""
+    contact: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    """Whom a prospect asks to change a consultation after that (an e-mail address or phone number)."""
+    services_question: str = "services"
+    name_question: str = "name"
+    email_question: str = "email"
+    company_question: str = "company"
+    """The questions whose answers a booking takes: the services wanted, who and which company is coming."""
+
+
 class BusinessConfig(Section):
     """Everything a consultancy configures about its bot."""
 
@@ -101,6 +124,7 @@ class BusinessConfig(Section):
     messages: Messages
     slots: SlotRules = SlotRules()
     calendars: Calendars = Calendars()
+    booking: Booking = Booking()
 
     def questionnaire(self) -> Questionnaire:
         """The questions with catalogue options filled in, and their scoring."""
@@ -150,6 +174,10 @@ def _reference_problems(config: BusinessConfig) -> Iterable[tuple[Location, str]
     experts = [expert.key for expert in config.experts]
     if len(experts) != len(set(experts)):
         yield ("experts",), "expert keys must be unique"
+    questions = {question.key for question in config.questions}
+    for setting in ("services_question", "name_question", "email_question", "company_question"):
+        if getattr(config.booking, setting) not in questions:
+            yield ("booking", setting), f"{getattr(config.booking, setting)!r} is not a question key"
 
 
 def _resolve_calendar_paths(raw: Any, *, relative_to: Path) -> None:

@@ -23,6 +23,23 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./consultbot.db"
     config_path: Path = Field(default=BUNDLED_EXAMPLE, validation_alias="CONSULTBOT_CONFIG")
     log_level: str = "INFO"
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    """The bot's own HTTP server (experts' calendar feeds); 0 picks a free port."""
+    public_url: str | None = None
+    """Where that server is reached from outside, e.g. https://bot.example.com; feed links are built on it."""
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return None if value is None else value.rstrip("/")
+
+    @property
+    def feed_base_url(self) -> str:
+        """The base of experts' feed URLs: the public URL, or the local server's address."""
+        return self.public_url or f"http://{self.http_host}:{self.http_port}"
 
     @field_validator("telegram_base_url")
     @classmethod

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from leads.answers import Problem
 from leads.service import LeadSummary
@@ -151,3 +153,25 @@ def telegram_length(html_text: str) -> int:
 def plain(text: str) -> str:
     """Telegram HTML as terminal text: tags dropped, entities decoded."""
     return html.unescape(re.sub(r"</?[a-z][^>]*>", "", text))
+
+
+def zone_name(zone: str, *, at: datetime) -> str:
+    """A time zone as people read it: its city and its offset at that moment, e.g. "Berlin (UTC+01:00)"."""
+    if zone in {"UTC", "Etc/UTC", "Etc/GMT"}:
+        return "UTC"
+    offset = at.astimezone(ZoneInfo(zone)).utcoffset()
+    assert offset is not None
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    hours, rest = divmod(abs(minutes), 60)
+    written = f"UTC{sign}{hours:02d}:{rest:02d}"
+    if zone.startswith("Etc/"):
+        return written
+    return f"{zone.rsplit('/', 1)[-1].replace('_', ' ')} ({written})"
+
+
+def consultation_time(start: datetime, end: datetime, zone: str) -> str:
+    """When a consultation is, on a zone's clock: "Tue 1 Dec 2026, 14:00–14:45, Berlin (UTC+01:00)"."""
+    local_start, local_end = start.astimezone(ZoneInfo(zone)), end.astimezone(ZoneInfo(zone))
+    day = f"{local_start:%a} {local_start.day} {local_start:%b %Y}"
+    return f"{day}, {local_start:%H:%M}–{local_end:%H:%M}, {zone_name(zone, at=start)}"

@@ -16,6 +16,8 @@ from bot.config import BusinessConfig
 from bot.settings import Settings
 from leads.repository import SqlLeadStore
 from leads.service import QualificationService
+from scheduling.booking_repository import SqlBookingStore
+from scheduling.bookings import BookingPolicy, BookingService
 from scheduling.feeds import FetchLimits, FetchResult, Validators, feed_session, fetch_feed
 from scheduling.repository import SqlAvailabilityStore
 from scheduling.service import AvailabilityService, CalendarSync, SyncPolicy
@@ -35,6 +37,8 @@ class Services:
     qualification: QualificationService
     calendar_sync: CalendarSync
     availability: AvailabilityService
+    bookings: BookingService
+    booking_store: SqlBookingStore
 
 
 @asynccontextmanager
@@ -73,12 +77,24 @@ async def open_services(settings: Settings, config: BusinessConfig) -> AsyncIter
             policy=policy,
             clock=utc_now,
         )
+        booking_store = SqlBookingStore(transactions, one_writer=one_writer)
+        bookings = BookingService(
+            store=booking_store,
+            availability=availability,
+            experts=config.experts,
+            rules=config.slots,
+            policy=booking_policy(config),
+            clock=utc_now,
+            write_back=[expert.key for expert in config.experts if expert.caldav is not None],
+        )
         yield Services(
             config=config,
             engine=engine,
             qualification=qualification,
             calendar_sync=calendar_sync,
             availability=availability,
+            bookings=bookings,
+            booking_store=booking_store,
         )
     finally:
         await session.close()
@@ -95,4 +111,14 @@ def sync_policy(config: BusinessConfig) -> SyncPolicy:
         stale_after=timedelta(hours=calendars.stale_after_hours),
         when_stale=calendars.when_stale,
         refresh_after=timedelta(minutes=calendars.refresh_after_minutes),
+    )
+
+
+def booking_policy(config: BusinessConfig) -> BookingPolicy:
+    """The booking settings of the configuration as the booking service takes them."""
+    booking = config.booking
+    return BookingPolicy(
+        reminders=tuple(timedelta(minutes=minutes) for minutes in booking.reminder_minutes),
+        change_notice=timedelta(hours=booking.change_notice_hours),
+        assignment=booking.assignment,
     )

@@ -25,6 +25,8 @@ class Prospect:
     source: str | None = None
     """Where they first came from: the deep-link payload of their first /start."""
     channel: str = "telegram"
+    timezone: str | None = None
+    """The IANA zone they said they are in."""
     id: ProspectId | None = None
 
     @property

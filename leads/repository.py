@@ -218,6 +218,7 @@ def _prospect(row: RowMapping) -> Prospect:
         language_code=row["language_code"],
         source=row["source"],
         channel=row["channel"],
+        timezone=row["timezone"],
         id=ProspectId(row["id"]),
     )
 

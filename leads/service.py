@@ -9,7 +9,7 @@ from enum import Enum
 
 from leads import flow
 from leads.flow import FlowState, Reply
-from leads.model import LeadId, Questionnaire
+from leads.model import AnswerValue, LeadId, ProspectId, Questionnaire
 from leads.ports import LeadStore, LeadTransaction
 from leads.records import Conversation, Lead, LeadEvent, Prospect, describe_answer
 from leads.scoring import Reason
@@ -64,6 +64,17 @@ class LeadSummary:
     answers: tuple[tuple[str, str], ...]
     """(question label, answer as a person reads it), in questionnaire order."""
     completed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ChatLead:
+    """The lead a chat's conversation is about, with its prospect, as later steps (booking) need them."""
+
+    prospect: Prospect
+    lead_id: LeadId
+    outcome: str | None
+    """qualified or nurture once the questionnaire is complete; None before."""
+    answers: dict[str, AnswerValue | None]
 
 
 class QualificationService:
@@ -165,6 +176,29 @@ class QualificationService:
             answers=answers,
             completed_at=lead.completed_at,
         )
+
+    async def chat_lead(self, chat_key: str) -> ChatLead | None:
+        """The chat's latest lead and its prospect; None if the chat never started the questionnaire."""
+        async with self._store.transaction() as tx:
+            conversation = await tx.conversation_for_chat(chat_key)
+            if conversation is None:
+                return None
+            lead = await tx.lead(conversation.lead_id)
+            prospect = await tx.prospect(conversation.prospect_id)
+        if lead is None or prospect is None:
+            return None
+        assert lead.id is not None
+        return ChatLead(prospect=prospect, lead_id=lead.id, outcome=lead.outcome, answers=dict(lead.answers))
+
+    async def set_timezone(self, prospect_id: ProspectId, zone: str) -> None:
+        """Remember the prospect's time zone."""
+        async with self._store.transaction() as tx:
+            prospect = await tx.prospect(prospect_id)
+            if prospect is None:
+                raise LookupError(f"no prospect {prospect_id}")
+            prospect.timezone = zone
+            await tx.save_prospect(prospect)
+            await tx.commit()
 
     async def _remember(self, tx: LeadTransaction, visitor: Visitor, source: str | None) -> Prospect:
         known = None

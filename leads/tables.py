@@ -62,6 +62,8 @@ class ProspectRow(SQLModel, table=True):
     username: str | None = Field(default=None, max_length=64)
     language_code: str | None = Field(default=None, max_length=16)
     source: str | None = Field(default=None, max_length=64)
+    timezone: str | None = Field(default=None, max_length=64)
+    """The IANA zone they said they are in; times are shown to them in it."""
     created_at: datetime = _instant()
     updated_at: datetime = _instant()
 

@@ -26,6 +26,7 @@ from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 from recurring_ical_events import EventAdapter, Series
 
 from scheduling.intervals import Interval, clip
+from scheduling.records import is_own_uid
 
 __all__ = ["FeedReading", "busy_interval", "read_busy", "read_busy_full"]
 
@@ -810,6 +811,10 @@ def _read_calendar(
     series: defaultdict[str, list[EventAdapter]] = defaultdict(list)
     labels: dict[str, str] = {}  # recurring-ical-events names a series without UID after a Python object id
     for original in events:
+        if is_own_uid(str(original.get("UID", ""))):
+            # A consultation the bot booked, echoed back by the expert's calendar: the booking itself already
+            # blocks that time (with its buffers), and when it moves or is cancelled the echo must not linger.
+            continue
         label = _label(original)
         problems.extend(f"{label}: {note}" for note in _unknown_zones(original, local_zone, zone_names))
         # Judged as written: X-WR-TIMEZONE turns UTC times into local ones, and two of them in the hour repeated

@@ -17,6 +17,8 @@ class InMemoryAvailabilityStore:
         self._feeds: dict[int, FeedState] = {}
         self._busy: dict[int, list[Interval]] = {}
         self._next_id = 1
+        self.booked: dict[str, list[tuple[int, Interval]]] = {}
+        """Each expert's consultations as (booking id, meeting), for tests to fill."""
 
     async def configure_feeds(self, feeds: Collection[tuple[str, str]]) -> list[FeedState]:
         wanted = set(feeds)
@@ -50,4 +52,13 @@ class InMemoryAvailabilityStore:
             if feed.expert_key == expert_key
             for interval in self._busy.get(feed_id, [])
             if interval.overlaps(window)
+        )
+
+    async def booked_between(
+        self, expert_key: str, window: Interval, *, excluding: int | None = None
+    ) -> list[Interval]:
+        return sorted(
+            meeting
+            for booking_id, meeting in self.booked.get(expert_key, [])
+            if booking_id != excluding and meeting.overlaps(window)
         )

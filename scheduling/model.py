@@ -255,6 +255,24 @@ CalendarLocation = Annotated[str, AfterValidator(_calendar_location)]
 """A calendar feed's address: an http(s) or webcal URL, a file:// URL or a file path."""
 
 
+_ENVIRONMENT_NAME = r"^[A-Z_][A-Z0-9_]*$"
+
+
+class CalDavAccount(BaseModel):
+    """A CalDAV collection the bot writes an expert's consultations into.
+
+    The password is not in the configuration file: it names the environment variable that holds it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    """The collection's URL, ending in "/" (e.g. https://dav.example.com/amelia/consultations/)."""
+    username: str | None = None
+    password_env: Annotated[str, Field(pattern=_ENVIRONMENT_NAME)] | None = None
+    """The environment variable holding the password (or app password), e.g. "CALDAV_AMELIA_PASSWORD"."""
+
+
 class Expert(BaseModel):
     """An outsourcing expert prospects can book."""
 
@@ -270,3 +288,9 @@ class Expert(BaseModel):
     """When the expert takes consultations, in their own time zone."""
     calendars: tuple[CalendarLocation, ...] = ()
     """Where the expert's busy time is read from: iCal or CalDAV URLs, or .ics files."""
+    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+    """The invite's organizer: replies and calendar responses go here."""
+    meeting: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    """Where consultations take place: a video-call link or an address."""
+    caldav: CalDavAccount | None = None
+    """Where booked consultations are written back, if anywhere."""

@@ -1,12 +1,14 @@
-"""The storage the availability use cases need, as a small protocol they own."""
+"""The storage the scheduling use cases need, as small protocols they own."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from typing import Protocol
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
 
 from scheduling.intervals import Interval
-from scheduling.records import FeedState
+from scheduling.records import Booking, FeedState
 
 
 class AvailabilityStore(Protocol):
@@ -26,3 +28,114 @@ class AvailabilityStore(Protocol):
 
     async def busy_between(self, expert_key: str, window: Interval) -> list[Interval]:
         """The expert's stored busy intervals that overlap the window, from all their feeds."""
+
+    async def booked_between(
+        self, expert_key: str, window: Interval, *, excluding: int | None = None
+    ) -> list[Interval]:
+        """When the expert's confirmed consultations overlapping the window take place (without buffers).
+
+        `excluding` leaves out one consultation: the one being moved, whose old time is free for its new one.
+        """
+
+
+FitCheck = Callable[[Sequence[Interval], Sequence[Interval]], bool]
+"""Whether a consultation still fits, given the expert's busy time and their other consultations, read in the
+booking's own transaction."""
+
+
+class SlotTaken(Exception):
+    """The time is no longer free: another consultation or calendar event got there first."""
+
+
+@dataclass(frozen=True)
+class DueReminder:
+    """A reminder claimed for sending, with the consultation it is about."""
+
+    reminder_id: int
+    before: timedelta
+    booking: Booking
+
+
+@dataclass(frozen=True)
+class DueCalendarWrite:
+    """A calendar write claimed for doing, with the consultation as it stands now."""
+
+    write_id: int
+    action: Literal["create", "update", "delete"]
+    attempts: int
+    booking: Booking
+
+
+class BookingStore(Protocol):
+    """Consultations and the work they leave for later: reminders, calendar writes; each call is one transaction."""
+
+    async def book(
+        self, booking: Booking, *, fits: FitCheck, reminders: Sequence[datetime], write_back: bool
+    ) -> Booking:
+        """Store a new consultation if it still fits; raise SlotTaken if not, or if another one overlaps it."""
+
+    async def move(
+        self,
+        booking_id: int,
+        *,
+        to: Interval,
+        blocked: Interval,
+        fits: FitCheck,
+        reminders: Sequence[datetime],
+        write_back: bool,
+        now: datetime,
+    ) -> Booking:
+        """Move a consultation to a new time (SEQUENCE + 1, reminders replaced); SlotTaken if it does not fit."""
+
+    async def cancel(self, booking_id: int, *, write_back: bool, now: datetime) -> Booking:
+        """Cancel a consultation (SEQUENCE + 1, reminders dropped)."""
+
+    async def booking(self, booking_id: int) -> Booking | None:
+        """One consultation."""
+
+    async def upcoming(
+        self, *, since: datetime, prospect_ref: int | None = None, expert_key: str | None = None
+    ) -> list[Booking]:
+        """Confirmed consultations ending after `since`, of one prospect or expert (or all), soonest first."""
+
+    async def upcoming_counts(self, expert_keys: Collection[str], *, since: datetime) -> dict[str, int]:
+        """How many confirmed consultations each expert has from `since` on."""
+
+    async def set_attendee_zone(self, prospect_ref: int, zone: str) -> None:
+        """Show the prospect's consultations in a new time zone from now on."""
+
+    async def claim_reminders(self, *, now: datetime, lease: timedelta, limit: int) -> list[DueReminder]:
+        """Reminders due by `now` and not claimed by someone else within `lease`, claimed for sending."""
+
+    async def finish_reminder(
+        self, reminder_id: int, *, status: Literal["sent", "blocked", "failed"], error: str | None, now: datetime
+    ) -> None:
+        """Record what sending a claimed reminder did; "failed" leaves it to be tried again after the lease."""
+
+    async def claim_calendar_writes(self, *, now: datetime, lease: timedelta, limit: int) -> list[DueCalendarWrite]:
+        """Calendar writes due by `now`, oldest first, claimed for doing."""
+
+    async def finish_calendar_write(
+        self, write_id: int, *, outcome: Literal["done", "retry", "dead"], error: str | None, retry_at: datetime | None
+    ) -> None:
+        """Record what a claimed calendar write did."""
+
+    async def calendar_writes(self) -> list[dict[str, Any]]:
+        """Every calendar write, for operators and tests."""
+
+    async def feed_token(self, expert_key: str, *, new_token: Callable[[], str], now: datetime) -> str:
+        """The expert's published-feed token, made on first use."""
+
+    async def rotate_feed_token(self, expert_key: str, *, token: str, now: datetime) -> None:
+        """Give the expert's feed a new token; the old URL stops working."""
+
+    async def expert_for_token(self, token: str) -> str | None:
+        """Whose feed a token opens, if anyone's."""
+
+    async def chat_state(self, chat_key: str) -> tuple[dict[str, Any] | None, int | None]:
+        """A chat's booking state and the newest update applied to it."""
+
+    async def save_chat_state(
+        self, chat_key: str, state: dict[str, Any], *, update_id: int | None, now: datetime
+    ) -> None:
+        """Remember a chat's booking state."""

@@ -1,9 +1,12 @@
-"""What the bot remembers about each calendar feed: plain records, no I/O."""
+"""What the bot remembers about calendar feeds and consultations: plain records, no I/O."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
+
+from scheduling.intervals import Interval
 
 
 @dataclass
@@ -44,3 +47,66 @@ class FeedState:
     def covers(self, until: datetime) -> bool:
         """Whether the stored busy time reaches `until`."""
         return self.covered_until is not None and self.covered_until >= until
+
+
+BookingStatus = Literal["confirmed", "cancelled"]
+
+UID_DOMAIN = "consultbot"
+"""The right-hand side of every consultation's UID: how the bot recognises its own events in an expert's feed."""
+
+
+@dataclass
+class Booking:
+    """A consultation booked with an expert: what the invite, the reminders and the expert's calendar show.
+
+    The prospect and lead are the leads package's ids, kept as plain references: the two packages share a
+    database, not code.
+    """
+
+    uid: str
+    """Stable for the consultation's whole life, so calendar apps update the same event on every change."""
+    expert_key: str
+    starts_at: datetime
+    ends_at: datetime
+    blocked_from: datetime
+    """The start less the buffer before it: the expert's time this consultation keeps to itself starts here."""
+    blocked_until: datetime
+    """The end plus the buffer after it."""
+    prospect_ref: int
+    lead_ref: int
+    chat_id: int | None
+    """The Telegram chat told about the consultation and reminded of it (None for the terminal)."""
+    attendee_name: str
+    attendee_email: str | None
+    attendee_zone: str
+    """The prospect's IANA time zone when they booked: their times are shown in it."""
+    company: str | None = None
+    topic: str = ""
+    """What the prospect wants to talk about: the services they chose, as they read them."""
+    status: BookingStatus = "confirmed"
+    sequence: int = 0
+    """RFC 5545 SEQUENCE: raised on every change the attendee should see (a move, a cancellation)."""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    id: int | None = None
+
+    @property
+    def meeting(self) -> Interval:
+        """When the consultation itself takes place."""
+        return Interval(self.starts_at, self.ends_at)
+
+    @property
+    def blocked(self) -> Interval:
+        """The consultation with its buffers: no other consultation of the expert may overlap this."""
+        return Interval(self.blocked_from, self.blocked_until)
+
+
+def booking_uid(token: str) -> str:
+    """A consultation UID that the bot recognises as its own: `<token>@consultbot`."""
+    return f"{token}@{UID_DOMAIN}"
+
+
+def is_own_uid(uid: str) -> bool:
+    """Whether an event UID is one of the bot's consultations (which a feed echoes back once published)."""
+    return uid.endswith("@" + UID_DOMAIN)

@@ -1,4 +1,4 @@
-"""The availability store on SQLAlchemy Core: calendar feeds and busy intervals, SQLite or PostgreSQL."""
+"""The availability store on SQLAlchemy Core: calendar feeds, busy intervals and booked time, SQLite or PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from scheduling.records import FeedState
 
 FEEDS = tables.metadata.tables[tables.CalendarFeedRow.__tablename__]
 BUSY = tables.metadata.tables[tables.BusyIntervalRow.__tablename__]
+BOOKINGS = tables.metadata.tables[tables.BookingRow.__tablename__]
 
 _STATE_COLUMNS = (
     "etag",
@@ -46,17 +47,28 @@ _BUSY_BETWEEN = (
 Result = TypeVar("Result")
 
 
-class SqlAvailabilityStore:
-    """Feeds and busy intervals in the bot's database.
+class SqlStore:
+    """A store whose operations are each one transaction, written as a plain function of a connection.
 
-    Each operation is one transaction written as a plain function of a connection: PostgreSQL runs it on
-    the async engine; SQLite runs it inline on the blocking twin engine, holding the lock the lead store
-    holds for its transactions (see bot/database.py, store_engine).
+    PostgreSQL runs the function on the async engine; SQLite runs it inline on the blocking twin engine, holding
+    the lock the lead store holds for its transactions (see bot/database.py, store_engine).
     """
 
     def __init__(self, engine: AsyncEngine | Engine, *, one_writer: asyncio.Lock | None = None) -> None:
         self._engine = engine
         self._one_writer = one_writer or asyncio.Lock()
+
+    async def _run(self, work: Callable[[Connection], Result]) -> Result:
+        if isinstance(self._engine, AsyncEngine):
+            async with self._engine.begin() as connection:
+                return await connection.run_sync(work)
+        async with self._one_writer:
+            with self._engine.begin() as connection:
+                return work(connection)
+
+
+class SqlAvailabilityStore(SqlStore):
+    """Feeds, busy intervals and booked time in the bot's database."""
 
     async def configure_feeds(self, feeds: Collection[tuple[str, str]]) -> list[FeedState]:
         await self._run(lambda connection: _configure_feeds(connection, set(feeds)))
@@ -77,13 +89,29 @@ class SqlAvailabilityStore:
         rows = await self._run(lambda connection: connection.execute(_BUSY_BETWEEN, parameters).all())
         return [Interval(row.starts_at, row.ends_at) for row in rows]
 
-    async def _run(self, work: Callable[[Connection], Result]) -> Result:
-        if isinstance(self._engine, AsyncEngine):
-            async with self._engine.begin() as connection:
-                return await connection.run_sync(work)
-        async with self._one_writer:
-            with self._engine.begin() as connection:
-                return work(connection)
+    async def booked_between(
+        self, expert_key: str, window: Interval, *, excluding: int | None = None
+    ) -> list[Interval]:
+        return await self._run(lambda connection: booked_between(connection, expert_key, window, excluding=excluding))
+
+
+def booked_between(
+    connection: Connection, expert_key: str, window: Interval, *, excluding: int | None
+) -> list[Interval]:
+    """When the expert's confirmed consultations that reach into the window (buffers included) take place."""
+    query = (
+        select(BOOKINGS.c.starts_at, BOOKINGS.c.ends_at)
+        .where(
+            BOOKINGS.c.expert_key == expert_key,
+            BOOKINGS.c.status == "confirmed",
+            BOOKINGS.c.blocked_until > window.start,
+            BOOKINGS.c.blocked_from < window.end,
+        )
+        .order_by(BOOKINGS.c.starts_at)
+    )
+    if excluding is not None:
+        query = query.where(BOOKINGS.c.id != excluding)
+    return [Interval(row.starts_at, row.ends_at) for row in connection.execute(query)]
 
 
 def _configure_feeds(connection: Connection, wanted: set[tuple[str, str]]) -> None:

@@ -220,9 +220,12 @@ class AvailabilityService:
         return list(self._experts.values())
 
     async def availability(
-        self, expert_key: str, *, days: int | None = None, refresh: bool = True
+        self, expert_key: str, *, days: int | None = None, refresh: bool = True, excluding: int | None = None
     ) -> ExpertAvailability:
-        """The expert's free slots from now over `days` (default: the whole horizon)."""
+        """The expert's free slots from now over `days` (default: the whole horizon).
+
+        `excluding` is a consultation being moved: its own time counts as free.
+        """
         expert = self._experts[expert_key]
         if refresh and self._sync is not None and expert.calendars:
             await self._sync.refresh([expert_key])
@@ -231,11 +234,19 @@ class AvailabilityService:
         if warning is not None and self._policy.when_stale == "block":
             return ExpertAvailability(expert, (), bookable=False, warning=warning)
         until = now + (self._policy.horizon if days is None else min(timedelta(days=days), self._policy.horizon))
-        busy = await self._store.busy_between(expert_key, Interval(now - LOOK_BACK, until + timedelta(days=1)))
+        # A day more on each side: the daily cap counts whole local days, and buffers reach across the edges.
+        window = Interval(now - LOOK_BACK, until + timedelta(days=1))
+        busy = await self._store.busy_between(expert_key, window)
+        booked = await self._store.booked_between(expert_key, window, excluding=excluding)
         slots = free_slots(
-            hours=expert.hours, zone=ZoneInfo(expert.timezone), rules=self._rules, busy=busy, booked=(), now=now
+            hours=expert.hours, zone=ZoneInfo(expert.timezone), rules=self._rules, busy=busy, booked=booked, now=now
         )
         return ExpertAvailability(expert, tuple(s for s in slots if s.start < until), bookable=True, warning=warning)
+
+    async def calendar_problem(self, expert: Expert) -> str | None:
+        """Why the expert cannot be booked now because of their calendars, if they cannot."""
+        warning = await self._staleness(expert, self._clock())
+        return warning if self._policy.when_stale == "block" else None
 
     async def _staleness(self, expert: Expert, now: datetime) -> str | None:
         if not expert.calendars:
