@@ -10,6 +10,7 @@ from telegram.constants import ParseMode
 from telegram.ext import Application, ContextTypes, Defaults, ExtBot, JobQueue
 
 from bot import handlers, texts
+from bot.handlers.booking import BookingHandlers
 from bot.handlers.qualification import QualificationHandlers
 from bot.settings import Settings
 from bot.telegram_io import PerChatUpdateProcessor, RetryAfterLimiter
@@ -50,7 +51,8 @@ def build_application(settings: Settings, services: Services) -> BotApplication:
         .post_init(_set_commands)
         .build()
     )
-    handlers.register(application, QualificationHandlers(services.qualification, services.config))
+    booking = BookingHandlers(services.journey, services.config, services.clock)
+    handlers.register(application, QualificationHandlers(services.qualification, services.config, booking), booking)
     return application
 
 

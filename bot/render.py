@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot import callbacks, texts
+from bot import booking_view, callbacks, texts
 from bot.texts import escape
 from leads import flow
 from leads.model import AnswerValue, Question
@@ -32,7 +32,7 @@ def screen(shown: flow.Screen, *, qualified_text: str, nurture_text: str) -> Mes
             return _edit_menu(questions)
         case flow.Finished(assessment=assessment):
             if assessment.qualified:
-                return Message(f"{escape(qualified_text)}\n\n{texts.NEXT_STEPS_QUALIFIED}")
+                return Message(escape(qualified_text))
             return Message(escape(nurture_text))
 
 
@@ -130,3 +130,15 @@ def _edit_menu(questions: tuple[Question, ...]) -> Message:
 
 def _button(label: str, given: flow.Input) -> InlineKeyboardButton:
     return InlineKeyboardButton(label, callback_data=callbacks.encode(given))
+
+
+def booking_keyboard(shown: booking_view.View) -> InlineKeyboardMarkup | None:
+    """A booking view's buttons as an inline keyboard."""
+    if not shown.rows:
+        return None
+    return InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton(label, callback_data=booking_view.encode(given)) for label, given in row]
+            for row in shown.rows
+        ]
+    )

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from leads.answers import Problem
 from leads.service import LeadSummary
+from scheduling.zones import zone_label
 
 escape = html.escape
 
@@ -54,11 +55,72 @@ UNKNOWN_COMMAND = "I don't know that command. Send /help to see what I can do."
 NEXT_STEPS_QUALIFIED = "<b>What happens next:</b> an expert will contact you to arrange your consultation."
 ANSWER_RECORDED = "{prompt}\n→ <b>{answer}</b>"
 
+# Booking a consultation.
+ZONE_QUESTION = "<b>Which time zone are you in?</b> I'll show the consultation times on your clock."
+ZONE_TYPE = "Type your city, time zone or UTC offset, e.g. <code>Berlin</code>, <code>Asia/Kolkata</code>, <code>UTC+5:30</code> or <code>PST</code>."
+ZONE_NOT_UNDERSTOOD = "⚠️ I couldn't find a time zone for “{text}”."
+ZONE_CHECK = "Did you mean <b>{zone}</b> (from “{matched}”)?"
+BUTTON_OTHER_ZONE = "Other…"
+BUTTON_YES = "Yes"
+BUTTON_NO = "No, type again"
+DAYS_TITLE = "<b>Pick a day</b> for your consultation with {experts}."
+DAYS_TITLE_MOVING = "<b>Pick a new day</b> for your consultation with {experts} (now {when})."
+DAYS_ZONE = "Times are shown in <b>{zone}</b>. /timezone changes it."
+DAYS_TAKEN = "⚠️ Sorry, that time was just booked by someone else. Here are the times still free."
+DAYS_GONE = "⚠️ That time is no longer free. Here are the times still free."
+DAY_BUTTON = "{day} · {count} {times}"
+BUTTON_EARLIER = "« Earlier"
+BUTTON_LATER = "Later »"
+BUTTON_NONE_FIT = "None of these fit"
+BUTTON_OTHER_DAYS = "« Other days"
+TIMES_TITLE = "<b>{day}</b>: pick a time ({zone})."
+SLOT_CHECK = "<b>Please confirm your consultation</b>\n\n{when}\nwith <b>{expert}</b>, {role}"
+SLOT_CHECK_MOVING = "<b>Move your consultation?</b>\n\nfrom {old}\nto <b>{when}</b>\nwith <b>{expert}</b>"
+BUTTON_BOOK = "✅ Book it"
+BUTTON_MOVE = "✅ Move it"
+BOOKED = "✅ <b>Your consultation is booked.</b>"
+MOVED = "✅ <b>Your consultation has been moved.</b>"
+BOOKED_DETAILS = (
+    "<b>When:</b> {when}\n<b>Expert's time:</b> {expert_when}\n<b>With:</b> {expert}, {role}\n<b>Where:</b> {where}"
+)
+BOOKED_FOOTER = "The invite is attached: open it to add the consultation to your calendar. /mybookings lets you reschedule or cancel."
+WHERE_UNKNOWN = "the expert will send you the link"
+INVITE_CAPTION = "Calendar invite: {expert}, {when}"
+CANCEL_CHECK = "Cancel your consultation with <b>{expert}</b> on {when}?"
+BUTTON_CANCEL_YES = "Yes, cancel it"
+BUTTON_KEEP = "No, keep it"
+CANCELLED_BOOKING = "Your consultation with <b>{expert}</b> on {when} is cancelled. The cancellation is attached for your calendar. Send /start if you would like to book again."
+KEPT = "Good: your consultation stays as it is."
+CALLBACK_REQUESTED = "No problem: our team will contact you to find a time that works. Thank you!"
+NO_SLOTS = "Our experts have no free times in the coming weeks right now, so our team will contact you to arrange a consultation."
+NO_EXPERTS = "Our team will contact you to arrange a consultation with the right expert."
+NOT_QUALIFIED_TO_BOOK = "Consultations are booked at the end of the questionnaire. Send /start to begin."
+TOO_LATE = "Your consultation on {when} starts soon, so it can no longer be changed here. Please contact {contact}."
+TOO_LATE_CONTACT = "your expert directly"
+BOOKING_STALE = "That button belongs to an earlier message; please use the latest one."
+BOOKING_NOT_OFFERED = "That choice was not offered to you."
+BOOKING_UNKNOWN = "That consultation cannot be changed: it may have been cancelled already."
+BOOKING_UNAVAILABLE = "Booking is not possible right now; please try again in a little while."
+MY_BOOKINGS_NONE = "You have no upcoming consultations. Send /start to book one."
+MY_BOOKINGS_TITLE = "<b>Your upcoming consultations</b>"
+MY_BOOKING_LINE = "{number}. {when}\n    with {expert}"
+MY_BOOKING_LOCKED = "    (starts soon: contact {contact} to change it)"
+BUTTON_RESCHEDULE = "Reschedule {number}"
+BUTTON_CANCEL_BOOKING = "Cancel {number}"
+SALES_CALLBACK = "📞 <b>Callback requested</b>: lead #{lead} ({name}) {reason}."
+SALES_CALLBACK_REASONS = {
+    "none_fit": "found no convenient consultation time",
+    "no_slots": "was offered no free consultation times",
+    "no_experts": "needs an expert for services no configured expert covers",
+}
+
 HELP = """<b>{company}</b> assistant: tell us about the processes you want to outsource and we'll match you with the right expert.
 
 /start: begin, or continue where you left off
 /restart: start the questionnaire over
 /cancel: stop the questionnaire
+/mybookings: your consultations, to reschedule or cancel
+/timezone: change your time zone
 /privacy: what we store about you and why
 /help: this message"""
 
@@ -76,6 +138,8 @@ COMMANDS = {
     "start": "Begin, or continue where you left off",
     "restart": "Start the questionnaire over",
     "cancel": "Stop the questionnaire",
+    "mybookings": "Your consultations: reschedule or cancel",
+    "timezone": "Change your time zone",
     "privacy": "What we store about you and why",
     "help": "What this bot can do",
 }
@@ -155,23 +219,82 @@ def plain(text: str) -> str:
     return html.unescape(re.sub(r"</?[a-z][^>]*>", "", text))
 
 
-def zone_name(zone: str, *, at: datetime) -> str:
-    """A time zone as people read it: its city and its offset at that moment, e.g. "Berlin (UTC+01:00)"."""
-    if zone in {"UTC", "Etc/UTC", "Etc/GMT"}:
-        return "UTC"
-    offset = at.astimezone(ZoneInfo(zone)).utcoffset()
-    assert offset is not None
-    minutes = int(offset.total_seconds() // 60)
-    sign = "+" if minutes >= 0 else "-"
-    hours, rest = divmod(abs(minutes), 60)
-    written = f"UTC{sign}{hours:02d}:{rest:02d}"
-    if zone.startswith("Etc/"):
-        return written
-    return f"{zone.rsplit('/', 1)[-1].replace('_', ' ')} ({written})"
-
-
 def consultation_time(start: datetime, end: datetime, zone: str) -> str:
-    """When a consultation is, on a zone's clock: "Tue 1 Dec 2026, 14:00–14:45, Berlin (UTC+01:00)"."""
+    """When a consultation is, on a zone's clock: "Tue 1 Dec 2026, 14:00 to 14:45" (with an en dash), and the zone."""
     local_start, local_end = start.astimezone(ZoneInfo(zone)), end.astimezone(ZoneInfo(zone))
     day = f"{local_start:%a} {local_start.day} {local_start:%b %Y}"
-    return f"{day}, {local_start:%H:%M}–{local_end:%H:%M}, {zone_name(zone, at=start)}"
+    return f"{day}, {local_start:%H:%M}–{local_end:%H:%M}, {zone_label(zone, now=start)}"
+
+
+# Reminders of booked consultations (bot/workers.py).
+
+REMINDER_TITLE = "⏰ <b>Reminder: your consultation {starts_in}</b>"
+REMINDER_WHEN = "<b>When:</b> {when}"
+REMINDER_WITH = "<b>With:</b> {expert}, {role} ({company})"
+REMINDER_WITH_UNKNOWN = "<b>With:</b> an expert of {company}"
+REMINDER_TOPIC = "<b>Topic:</b> {topic}"
+REMINDER_JOIN = "<b>Join:</b> {link}"
+REMINDER_WHERE = "<b>Where:</b> {place}"
+REMINDER_CHANGE = "Can't make it? Reschedule or cancel below."
+REMINDER_CHANGE_CONTACT = "Can't make it? Please write to {contact}."
+REMINDER_BUTTON_RESCHEDULE = "🗓 Reschedule"
+REMINDER_BUTTON_CANCEL = "✖️ Cancel"
+
+
+def starts_in(start: datetime, *, now: datetime) -> str:
+    """How soon a consultation starts, as a reminder says it: "starts in 24 hours", "starts in 45 minutes"."""
+    minutes = max(0, round((start - now).total_seconds() / 60))
+    if minutes < 1:
+        return "starts now"
+    if minutes < 60:
+        return f"starts in {_units(minutes, 'minute')}"
+    if minutes < 3 * 60:
+        hours, rest = divmod(minutes, 60)
+        return f"starts in {_units(hours, 'hour')}" + (f" {_units(rest, 'minute')}" if rest else "")
+    hours = round(minutes / 60)
+    if hours < 48:
+        return f"starts in {_units(hours, 'hour')}"
+    return f"starts in {_units(round(hours / 24), 'day')}"
+
+
+def _units(number: int, unit: str) -> str:
+    return f"{number} {unit}" if number == 1 else f"{number} {unit}s"
+
+
+def reminder(
+    *,
+    start: datetime,
+    end: datetime,
+    zone: str,
+    now: datetime,
+    expert: str | None,
+    role: str | None,
+    company: str,
+    topic: str,
+    meeting: str | None,
+    changeable: bool,
+    contact: str | None,
+) -> str:
+    """A reminder of a consultation: when, with whom, about what, where, and how to change it."""
+    lines = [
+        REMINDER_TITLE.format(starts_in=starts_in(start, now=now)),
+        "",
+        REMINDER_WHEN.format(when=escape(consultation_time(start, end, zone))),
+    ]
+    if expert is None:
+        lines.append(REMINDER_WITH_UNKNOWN.format(company=escape(company)))
+    else:
+        lines.append(REMINDER_WITH.format(expert=escape(expert), role=escape(role or ""), company=escape(company)))
+    if topic.strip():
+        lines.append(REMINDER_TOPIC.format(topic=escape(shorten(topic))))
+    if meeting is not None:
+        place = meeting.strip()
+        if re.fullmatch(r"https?://\S+", place, re.IGNORECASE):
+            lines.append(REMINDER_JOIN.format(link=escape(place)))
+        else:
+            lines.append(REMINDER_WHERE.format(place=escape(place)))
+    if changeable:
+        lines += ["", REMINDER_CHANGE]
+    elif contact:
+        lines += ["", REMINDER_CHANGE_CONTACT.format(contact=escape(contact))]
+    return "\n".join(lines)

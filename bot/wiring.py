@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import database
 from bot.config import BusinessConfig
+from bot.journey import BookingJourney
 from bot.settings import Settings
 from leads.repository import SqlLeadStore
 from leads.service import QualificationService
@@ -34,16 +35,20 @@ class Services:
 
     config: BusinessConfig
     engine: AsyncEngine
+    clock: Callable[[], datetime]
     qualification: QualificationService
     calendar_sync: CalendarSync
     availability: AvailabilityService
     bookings: BookingService
     booking_store: SqlBookingStore
+    journey: BookingJourney
 
 
 @asynccontextmanager
-async def open_services(settings: Settings, config: BusinessConfig) -> AsyncIterator[Services]:
-    """Connect to the database, bring its schema up to date, and build the services on it."""
+async def open_services(
+    settings: Settings, config: BusinessConfig, *, clock: Callable[[], datetime] = utc_now
+) -> AsyncIterator[Services]:
+    """Connect to the database, bring its schema up to date, and build the services on it (tests pass a clock)."""
     engine = database.create_engine(settings.database_url)
     transactions = database.store_engine(engine)
     calendars = config.calendars
@@ -58,7 +63,7 @@ async def open_services(settings: Settings, config: BusinessConfig) -> AsyncIter
         # One lock for every store on SQLite's blocking twin engine (none is needed on PostgreSQL).
         one_writer = asyncio.Lock()
         store = SqlLeadStore(transactions, one_writer=one_writer)
-        qualification = QualificationService(store=store, questionnaire=config.questionnaire(), clock=utc_now)
+        qualification = QualificationService(store=store, questionnaire=config.questionnaire(), clock=clock)
 
         async def fetch(location: str, validators: Validators) -> FetchResult:
             return await fetch_feed(session, location, validators=validators, limits=limits)
@@ -66,7 +71,7 @@ async def open_services(settings: Settings, config: BusinessConfig) -> AsyncIter
         availability_store = SqlAvailabilityStore(transactions, one_writer=one_writer)
         policy = sync_policy(config)
         calendar_sync = CalendarSync(
-            store=availability_store, fetch=fetch, experts=config.experts, policy=policy, clock=utc_now
+            store=availability_store, fetch=fetch, experts=config.experts, policy=policy, clock=clock
         )
         await calendar_sync.configure()
         availability = AvailabilityService(
@@ -75,7 +80,7 @@ async def open_services(settings: Settings, config: BusinessConfig) -> AsyncIter
             experts=config.experts,
             rules=config.slots,
             policy=policy,
-            clock=utc_now,
+            clock=clock,
         )
         booking_store = SqlBookingStore(transactions, one_writer=one_writer)
         bookings = BookingService(
@@ -84,17 +89,21 @@ async def open_services(settings: Settings, config: BusinessConfig) -> AsyncIter
             experts=config.experts,
             rules=config.slots,
             policy=booking_policy(config),
-            clock=utc_now,
+            clock=clock,
             write_back=[expert.key for expert in config.experts if expert.caldav is not None],
         )
         yield Services(
             config=config,
             engine=engine,
+            clock=clock,
             qualification=qualification,
             calendar_sync=calendar_sync,
             availability=availability,
             bookings=bookings,
             booking_store=booking_store,
+            journey=BookingJourney(
+                qualification=qualification, bookings=bookings, store=booking_store, config=config, clock=clock
+            ),
         )
     finally:
         await session.close()

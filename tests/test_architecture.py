@@ -19,6 +19,8 @@ PURE_MODULES = [
     "scheduling.slots",
     "scheduling.records",
     "scheduling.ics",
+    "scheduling.invites",
+    "scheduling.zones",
 ]
 CORE_PACKAGES = ["leads", "scheduling"]
 

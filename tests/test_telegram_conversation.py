@@ -70,7 +70,8 @@ async def test_a_prospect_answering_with_buttons_and_text_is_qualified_and_store
     result = await _answer_contact_details_and_confirm(ada)
 
     assert "Meridian Outsourcing" in welcome.text
-    assert "an expert will contact you" in result.text
+    assert "great fit" in result.text
+    assert "Which time zone are you in?" in result.text
     assert fake.rejected() == []
     lead, prospect, events = await _stored(bot.services.engine)
     assert lead.outcome == "qualified"

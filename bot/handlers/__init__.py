@@ -17,12 +17,18 @@ from telegram.ext import (
 )
 
 from bot import texts
+from bot.booking_view import CALLBACK_PATTERN
+from bot.handlers.booking import BookingHandlers
 from bot.handlers.qualification import QualificationHandlers
 
 log = logging.getLogger(__name__)
 
 
-def register(application: Application[Any, Any, Any, Any, Any, Any], qualification: QualificationHandlers) -> None:
+def register(
+    application: Application[Any, Any, Any, Any, Any, Any],
+    qualification: QualificationHandlers,
+    booking: BookingHandlers,
+) -> None:
     """Route prospects' private messages and button presses to the handlers."""
     private = filters.ChatType.PRIVATE
     new_message = filters.UpdateType.MESSAGE & private
@@ -31,6 +37,9 @@ def register(application: Application[Any, Any, Any, Any, Any, Any], qualificati
     application.add_handler(CommandHandler("cancel", qualification.on_cancel, filters=private))
     application.add_handler(CommandHandler("help", qualification.on_help, filters=private))
     application.add_handler(CommandHandler("privacy", qualification.on_privacy, filters=private))
+    application.add_handler(CommandHandler("mybookings", booking.on_my_bookings, filters=private))
+    application.add_handler(CommandHandler("timezone", booking.on_timezone, filters=private))
+    application.add_handler(CallbackQueryHandler(booking.on_button, pattern=CALLBACK_PATTERN))
     application.add_handler(CallbackQueryHandler(qualification.on_button))
     application.add_handler(MessageHandler(new_message & filters.TEXT & ~filters.COMMAND, qualification.on_text))
     application.add_handler(MessageHandler(new_message & filters.COMMAND, qualification.on_unknown_command))

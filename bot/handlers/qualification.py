@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable
+from typing import TYPE_CHECKING
 
 from telegram import Chat, Message, Update, User
 from telegram.error import BadRequest, Forbidden
@@ -13,6 +14,10 @@ from telegram.ext import ContextTypes
 
 from bot import callbacks, render, texts
 from bot.config import BusinessConfig
+from bot.render import booking_keyboard
+
+if TYPE_CHECKING:
+    from bot.handlers.booking import BookingHandlers
 from bot.texts import escape
 from leads import flow
 from leads.service import Ignored, QualificationService, Turn, Visitor
@@ -28,9 +33,13 @@ _SOURCE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 class QualificationHandlers:
     """The prospect's side of the bot."""
 
-    def __init__(self, service: QualificationService, config: BusinessConfig) -> None:
+    def __init__(
+        self, service: QualificationService, config: BusinessConfig, booking: BookingHandlers | None = None
+    ) -> None:
         self._service = service
         self._config = config
+        self._booking = booking
+        """Where a qualified prospect goes on to book a consultation."""
 
     async def on_start(self, update: Update, context: Context) -> None:
         """Begin the questionnaire (a deep-link payload is the lead's source), or resume it."""
@@ -75,7 +84,7 @@ class QualificationHandlers:
         """Apply a button press to the conversation and update the message it was on."""
         query = update.callback_query
         assert query is not None
-        chat, _ = _chat_and_user(update)
+        chat, user = _chat_and_user(update)
         # Callback data is never trusted: decode refuses what this bot did not write, and the
         # service refuses a button from any screen but the current one.
         given = callbacks.decode(query.data)
@@ -97,20 +106,21 @@ class QualificationHandlers:
             return
         message = query.message if isinstance(query.message, Message) else None
         if isinstance(given, flow.Toggle):
-            updates = [] if message is None else [_quietly(message.edit_reply_markup(render.keyboard(reply.screen)))]
-            await asyncio.gather(_quietly(query.answer()), *updates)
+            updates = [] if message is None else [quietly(message.edit_reply_markup(render.keyboard(reply.screen)))]
+            await asyncio.gather(quietly(query.answer()), *updates)
             return
         answered = self._answered(given, turn)
         if isinstance(reply.screen, flow.Prompt):
             # The next question takes the pressed one's place, under the answer just given: one call
             # where an edit and a new message would be two, and Telegram limits calls per chat.
             shown = render.prompt(reply.screen, answered=answered)
-            await asyncio.gather(_quietly(query.answer()), _show_in_place(chat, message, shown))
+            await asyncio.gather(quietly(query.answer()), show_in_place(chat, message, shown))
             return
         # A summary, the edit menu and the outcome stay in the transcript as messages of their own.
         # The calls do not depend on each other: sent together, the reply takes one round trip.
         retire = [] if message is None else [_retire(message, answered)]
-        await asyncio.gather(_quietly(query.answer()), *retire, self._show(chat, reply.screen))
+        following = self._show(chat, reply.screen, language_code=user.language_code)
+        await asyncio.gather(quietly(query.answer()), *retire, following)
 
     async def on_text(self, update: Update, context: Context) -> None:
         """Take typed text as the answer to the question on screen."""
@@ -131,11 +141,13 @@ class QualificationHandlers:
             return
         reply = turn.reply
         if reply.stale:
-            await chat.send_message(texts.ALREADY_FINISHED)
+            # The questionnaire is done: typed text may be the time zone booking asked for.
+            if self._booking is None or not await self._booking.on_text(chat, message.text, update.update_id):
+                await chat.send_message(texts.ALREADY_FINISHED)
         elif reply.problem is not None:
             await self._show(chat, reply.screen, problem=texts.problem(reply.problem))
         else:
-            await self._show(chat, reply.screen)
+            await self._show(chat, reply.screen, language_code=user.language_code)
 
     async def on_other(self, update: Update, context: Context) -> None:
         """Explain that only text and buttons are understood."""
@@ -159,7 +171,9 @@ class QualificationHandlers:
             await chat.send_message(texts.WELCOME_BACK)
         await self._show(chat, turn.reply.screen)
 
-    async def _show(self, chat: Chat, screen: flow.Screen, *, problem: str | None = None) -> None:
+    async def _show(
+        self, chat: Chat, screen: flow.Screen, *, problem: str | None = None, language_code: str | None = None
+    ) -> None:
         messages = self._config.messages
         if isinstance(screen, flow.Prompt):
             shown = render.prompt(screen, problem=problem)
@@ -167,6 +181,10 @@ class QualificationHandlers:
             if problem is not None:
                 await chat.send_message(problem)
             shown = render.screen(screen, qualified_text=messages.qualified, nurture_text=messages.nurture)
+            if isinstance(screen, flow.Finished) and screen.assessment.qualified and self._booking is not None:
+                # Booking starts in the outcome message itself: its first question rides on the same message.
+                first = await self._booking.begin(chat, language_code)
+                shown = render.Message(f"{shown.html}\n\n{first.html}", booking_keyboard(first))
         await chat.send_message(shown.html, reply_markup=shown.keyboard)
 
     def _answered(self, given: flow.Input, turn: Turn) -> str | None:
@@ -179,7 +197,7 @@ class QualificationHandlers:
         return render.answered(question, turn.reply.state.answers.get(question.key))
 
 
-async def _show_in_place(chat: Chat, message: Message | None, shown: render.Message) -> None:
+async def show_in_place(chat: Chat, message: Message | None, shown: render.Message) -> None:
     """Edit the pressed message into `shown`, or send `shown` as a new message if that message cannot be edited."""
     if message is not None:
         try:
@@ -196,12 +214,12 @@ async def _show_in_place(chat: Chat, message: Message | None, shown: render.Mess
 async def _retire(message: Message, answered: str | None) -> None:
     """Take the buttons off a message that has been answered, showing the answer in their place if there is one."""
     if answered is not None:
-        await _quietly(message.edit_text(answered))
+        await quietly(message.edit_text(answered))
     else:
-        await _quietly(message.edit_reply_markup(None))
+        await quietly(message.edit_reply_markup(None))
 
 
-async def _quietly(edit: Awaitable[object]) -> None:
+async def quietly(edit: Awaitable[object]) -> None:
     """Await an edit of an earlier message; it is cosmetic, so a refusal is logged, not raised."""
     try:
         await edit

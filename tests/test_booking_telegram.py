@@ -1,0 +1,134 @@
+"""Booking a consultation end to end: real python-telegram-bot over HTTP against the fake Bot API, on both databases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from icalendar import Calendar
+
+from tests.fake_telegram import FakeTelegram, FakeUser, SentMessage
+from tests.harness import RunningBot
+from tests.test_telegram_conversation import _answer_contact_details_and_confirm, _answer_up_to_contact_details
+
+
+async def _qualify(user: FakeUser) -> SentMessage:
+    """Answer the whole questionnaire as a qualified prospect wanting HR and IT; the outcome message."""
+    await user.send_text("/start")
+    await user.next_message()
+    await _answer_up_to_contact_details(user)
+    return await _answer_contact_details_and_confirm(user)
+
+
+async def _book_first_free_time(user: FakeUser, outcome: SentMessage, zone_button: str) -> tuple[str, SentMessage]:
+    """Pick a zone, the first day and its first time, and confirm; the slot's callback data and the confirmation."""
+    await user.press(outcome, outcome.button(zone_button))
+    days = await user.next_screen()
+    assert "Pick a day" in days.text
+    await user.press(days, days.buttons()[0][1])
+    times = await user.next_screen()
+    slot = times.buttons()[0][1]
+    await user.press(times, slot)
+    check = await user.next_screen()
+    assert "Please confirm your consultation" in check.text
+    await user.press(check, check.button("Book it"))
+    return slot, await user.next_message()
+
+
+def _utc_start(slot_data: str) -> datetime:
+    """The UTC start a slot button stands for: tm:<expert>:<YYYYmmddHHMM>."""
+    return datetime.strptime(slot_data.rsplit(":", 1)[1], "%Y%m%d%H%M").replace(tzinfo=UTC)
+
+
+async def test_a_qualified_prospect_books_a_consultation_and_gets_an_invite(
+    fake: FakeTelegram, bot: RunningBot
+) -> None:
+    """Zone, day, time, confirm: a confirmation in both zones and an .ics invite with the right UTC start."""
+    ada = fake.user(5151, first_name="Ada", last_name="Lovelace")
+    outcome = await _qualify(ada)
+    assert "Which time zone are you in?" in outcome.text
+
+    slot, confirmation = await _book_first_free_time(ada, outcome, "Berlin")
+    invite = await ada.next_message()
+
+    start = _utc_start(slot)
+    assert "Your consultation is booked" in confirmation.text
+    assert "Berlin (UTC+01:00)" in confirmation.text
+    assert "meet.meridian-outsourcing.example" in confirmation.text
+    assert invite.document is not None
+    assert invite.document["filename"] == "consultation.ics"
+    calendar = Calendar.from_ical(invite.document["content"])
+    event = calendar.events[0]
+    assert str(calendar["METHOD"]) == "REQUEST"
+    assert event.start == start
+    assert "ada@example.com" in str(event["ATTENDEE"])
+    stored = await bot.services.bookings.upcoming_for(1)
+    assert [(b.starts_at, b.attendee_zone, b.attendee_email) for b in stored] == [
+        (start, "Europe/Berlin", "ada@example.com")
+    ]
+    assert fake.rejected() == []
+
+
+async def test_a_booked_time_is_offered_to_nobody_else_and_a_forged_press_for_it_is_refused(
+    fake: FakeTelegram, bot: RunningBot
+) -> None:
+    """After Ada books, her time is gone from the expert's offers, and pressing it anyway books nothing."""
+    ada = fake.user(5252, first_name="Ada")
+    slot, _ = await _book_first_free_time(ada, await _qualify(ada), "London")
+    expert_key = slot.split(":")[1]
+    bob = fake.user(5353, first_name="Bob")
+    bob_outcome = await _qualify(bob)
+    await bob.press(bob_outcome, bob_outcome.button("London"))
+    days = await bob.next_screen()
+
+    await bob.press(days, "tm:" + slot.removeprefix("tm:"), forge=True)
+    await fake.wait_until_idle()
+
+    expert = bot.services.bookings.expert(expert_key)
+    assert expert is not None
+    offered = [offer.slot.start for offer in await bot.services.bookings.offers([expert])]
+    assert _utc_start(slot) not in offered
+    assert any(
+        "not offered" in str(answer.get("text")) or "earlier message" in str(answer.get("text"))
+        for answer in bob.callback_answers()
+    )
+    assert len(await bot.services.bookings.upcoming_with(expert_key, since=datetime.now(UTC))) == 1
+
+
+async def test_a_prospect_types_a_city_for_their_time_zone(fake: FakeTelegram, bot: RunningBot) -> None:
+    """'Other' takes a typed city; times are then shown on that city's clock."""
+    ada = fake.user(5454, first_name="Ada")
+    outcome = await _qualify(ada)
+
+    await ada.press(outcome, outcome.button("Other"))
+    asked = await ada.next_screen()
+    await ada.send_text("São Paulo")
+    days = await ada.next_message()
+
+    assert "Type your city" in asked.text
+    assert "Sao Paulo (UTC-03:00)" in days.text
+
+
+async def test_nonsense_for_a_time_zone_gets_the_buttons_again(fake: FakeTelegram, bot: RunningBot) -> None:
+    """Text that names no zone is answered with the zone buttons and an example of what works."""
+    ada = fake.user(5555, first_name="Ada")
+    await _qualify(ada)
+
+    again = await ada.next_reply("banana republic")
+
+    assert "couldn't find a time zone" in again.text
+    assert any("Berlin" in label for label, _ in again.buttons())
+
+
+async def test_an_abbreviation_is_confirmed_before_it_is_used(fake: FakeTelegram, bot: RunningBot) -> None:
+    """'PST' asks "Did you mean Los Angeles?"; yes shows the days on Pacific time."""
+    ada = fake.user(5656, first_name="Ada")
+    await _qualify(ada)
+
+    check = await ada.next_reply("PST")
+    asked = check.text
+    await ada.press(check, check.button("Yes"))
+    days = await ada.next_screen()
+
+    assert "Did you mean" in asked
+    assert "Los Angeles" in asked
+    assert "Los Angeles (UTC-08:00)" in days.text
