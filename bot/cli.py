@@ -13,13 +13,16 @@ from collections.abc import Sequence
 from datetime import timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
 from telegram.error import InvalidToken, NetworkError
 
-from bot import console, database, reports
+from bot import console, database, reports, web, workers
 from bot.config import BusinessConfig, ConfigError, load_config
 from bot.settings import Settings, load_settings
-from bot.wiring import open_services
+from bot.wiring import open_services, utc_now
+from scheduling.feeds import redact, user_agent
+from scheduling.model import Expert
 
 log = logging.getLogger("consultbot")
 
@@ -32,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         # Libraries log every HTTP request at INFO; keep the bot's own lines readable.
         logging.getLogger("httpx").setLevel(logging.WARNING)
-        if arguments.command in {"chat", "sync", "slots"}:
+        if arguments.command in {"chat", "sync", "slots", "experts"}:
             # The terminal is the conversation, or the report: only trouble belongs beside it.
             logging.getLogger().setLevel(logging.WARNING)
         config = load_config(settings.config_path)
@@ -59,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     slots.add_argument("--expert", metavar="ID", help="only this expert (a key from the configuration)")
     slots.add_argument("--days", type=_positive, metavar="N", help="days ahead to show (default: the horizon)")
     slots.add_argument("--tz", type=_zone, metavar="ZONE", help="show times in this IANA zone (default: the expert's)")
+    experts = commands.add_parser("experts", help="the experts, their calendars and the links of their feeds")
+    experts_commands = experts.add_subparsers(dest="experts_command")
+    rotate = experts_commands.add_parser("rotate-token", help="give an expert's feed a new link; the old one stops")
+    rotate.add_argument("key", metavar="ID", help="the expert (a key from the configuration)")
     return parser
 
 
@@ -85,7 +92,13 @@ async def _run_command(arguments: argparse.Namespace, settings: Settings, config
                 return await _serve(settings, config)
             case "chat":
                 async with open_services(settings, config) as services:
-                    return await console.chat(services.qualification, config, console.stdio())
+                    return await console.chat(
+                        services.qualification,
+                        config,
+                        console.stdio(),
+                        journey=services.journey,
+                        clock=services.clock,
+                    )
             case "db":
                 return await _database(arguments.db_command, settings)
             case "check":
@@ -98,6 +111,8 @@ async def _run_command(arguments: argparse.Namespace, settings: Settings, config
                     return 1 if any(report.outcome == "failed" for report in synced) else 0
             case "slots":
                 return await _slots(arguments, settings, config)
+            case "experts":
+                return await _experts(arguments, settings, config)
     except (OSError, SQLAlchemyError) as error:
         print(f"consultbot: cannot use the database {_safe(settings.database_url)}: {error}", file=sys.stderr)
         return 1
@@ -116,6 +131,49 @@ async def _slots(arguments: argparse.Namespace, settings: Settings, config: Busi
     return 0
 
 
+async def _experts(arguments: argparse.Namespace, settings: Settings, config: BusinessConfig) -> int:
+    keys = [expert.key for expert in config.experts]
+    if arguments.experts_command == "rotate-token" and arguments.key not in keys:
+        print(f"consultbot: no expert {arguments.key!r}; the experts are: {', '.join(keys)}", file=sys.stderr)
+        return 2
+    async with open_services(settings, config) as services:
+        if arguments.experts_command == "rotate-token":
+            token = await services.bookings.rotate_feed_token(arguments.key)
+            print(f"new feed link for {arguments.key} (the old one no longer works):")
+            print(_feed_url(settings, token))
+            return 0
+        blocks = []
+        for expert in config.experts:
+            token = await services.bookings.feed_token(expert.key)
+            blocks.append(_expert_block(expert, _feed_url(settings, token)))
+        print("\n\n".join(blocks) if blocks else "no experts configured (experts in the configuration)")
+    return 0
+
+
+def _expert_block(expert: Expert, feed_url: str) -> str:
+    caldav = "none"
+    if expert.caldav is not None:
+        caldav = redact(expert.caldav.url)
+        if expert.caldav.username:
+            caldav += f" as {expert.caldav.username}"
+        if expert.caldav.password_env:
+            caldav += f" (password in ${expert.caldav.password_env})"
+    lines = [
+        f"{expert.key}  {expert.name}",
+        f"  role         {expert.role}",
+        f"  zone         {expert.timezone}",
+        f"  specialties  {', '.join(expert.specialties) or 'none'}",
+        f"  calendars    {', '.join(redact(location) for location in expert.calendars) or 'none'}",
+        f"  caldav       {caldav}",
+        f"  feed         {feed_url}",
+    ]
+    return "\n".join(lines)
+
+
+def _feed_url(settings: Settings, token: str) -> str:
+    return f"{settings.feed_base_url}/calendars/{token}.ics"
+
+
 async def _database(command: str, settings: Settings) -> int:
     engine = database.create_engine(settings.database_url)
     try:
@@ -131,32 +189,67 @@ async def _database(command: str, settings: Settings) -> int:
 
 
 async def _serve(settings: Settings, config: BusinessConfig) -> int:
-    """Poll Telegram until SIGINT or SIGTERM, then finish the updates in hand and stop."""
+    """Poll Telegram, serve experts' feeds, send reminders and write calendars until SIGINT or SIGTERM; then stop."""
     from bot.application import build_application
 
+    # Read once, before anything starts: a missing CalDAV password stops start-up with the variable's name.
+    passwords = workers.caldav_passwords(config.experts)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with open_services(settings, config) as services:
+    async with open_services(settings, config) as services, contextlib.AsyncExitStack() as running:
         application = build_application(settings, services)
+        try:
+            server = await web.start_feed_server(settings, services)
+        except OSError as error:
+            print(
+                f"consultbot: cannot serve HTTP on {settings.http_host}:{settings.http_port}: {error}", file=sys.stderr
+            )
+            return 1
+        running.push_async_callback(server.stop)
+        log.info("serving experts' calendar feeds on %s (links: %s/calendars/…)", server.url, settings.feed_base_url)
         try:
             async with application:
                 await application.start()
                 assert application.updater is not None
                 await application.updater.start_polling(poll_interval=0, timeout=30, drop_pending_updates=False)
+                background = [
+                    services.calendar_sync.keep_in_sync(timedelta(minutes=config.calendars.sync_minutes)),
+                    workers.ReminderSender(
+                        store=services.booking_store,
+                        bot=application.bot,
+                        config=config,
+                        experts=config.experts,
+                        clock=utc_now,
+                    ).keep_sending(workers.REMINDER_EVERY),
+                ]
+                if any(expert.caldav is not None for expert in config.experts):
+                    session = aiohttp.ClientSession(headers={"User-Agent": user_agent()})
+                    running.push_async_callback(session.close)
+                    writer = workers.CalendarWriter(
+                        store=services.booking_store,
+                        experts=config.experts,
+                        session=session,
+                        passwords=passwords,
+                        company=config.company.name,
+                        fallback_email=workers.fallback_email(config),
+                        clock=utc_now,
+                    )
+                    background.append(writer.keep_writing(workers.CALENDAR_WRITE_EVERY))
+                tasks = [asyncio.create_task(work) for work in background]
                 # Everything built so far lives as long as the process: out of the collector's sight, it is
                 # not traversed again by every full collection while updates are handled.
                 gc.freeze()
                 gc.set_threshold(10_000, 20, 20)
-                every = timedelta(minutes=config.calendars.sync_minutes)
-                syncing = asyncio.create_task(services.calendar_sync.keep_in_sync(every))
                 log.info("consultbot is serving @%s", application.bot.username)
                 await stop.wait()
                 log.info("stopping: finishing the updates in hand")
-                syncing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await syncing
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 await application.updater.stop()
                 await application.stop()
         except InvalidToken:

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
 
-from bot import texts
+from bot import booking_view, journey, texts
 from bot.config import BusinessConfig
+from bot.journey import BookingJourney
 from bot.texts import escape
 from leads import flow
 from leads.model import Question
@@ -53,8 +58,15 @@ class Terminal:
         return answer
 
 
-async def chat(service: QualificationService, config: BusinessConfig, terminal: Terminal) -> int:
-    """Run one conversation to its end; the exit status is 0 when it finished or the prospect quit."""
+async def chat(
+    service: QualificationService,
+    config: BusinessConfig,
+    terminal: Terminal,
+    *,
+    journey: BookingJourney | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> int:
+    """Run one conversation to its end, booking included; the exit status is 0 when it finished or the prospect quit."""
     chat_key = f"term:{uuid.uuid4()}"
     visitor = Visitor(telegram_user_id=None, first_name="Terminal prospect", channel="terminal")
     turn = await service.begin(chat_key=chat_key, visitor=visitor, source="terminal")
@@ -68,7 +80,9 @@ async def chat(service: QualificationService, config: BusinessConfig, terminal: 
             assert summary is not None
             terminal.say("\n──────── Lead summary for sales ────────")
             terminal.say(texts.lead_summary(summary))
-            return 0
+            if journey is None or not screen.assessment.qualified:
+                return 0
+            return await _book(terminal, journey, chat_key, config, clock)
         terminal.say()
         terminal.say(_render(screen))
         line = await terminal.ask()
@@ -171,10 +185,62 @@ def _finish(terminal: Terminal, screen: flow.Finished, config: BusinessConfig) -
     if screen.assessment.qualified:
         terminal.say(f"✅ Qualified (score {screen.assessment.score}).")
         terminal.say(escape(config.messages.qualified))
-        terminal.say(texts.NEXT_STEPS_QUALIFIED)
     else:
         terminal.say(f"🌱 Nurture (score {screen.assessment.score}).")
         terminal.say(escape(config.messages.nurture))
+
+
+_DONE = (
+    journey.Confirmed,
+    journey.Cancelled,
+    journey.Kept,
+    journey.CallbackRequested,
+    journey.NotQualified,
+    journey.TooLateToChange,
+)
+"""Screens after which booking in the terminal is over."""
+
+
+async def _book(
+    terminal: Terminal, journey_: BookingJourney, chat_key: str, config: BusinessConfig, clock: Callable[[], datetime]
+) -> int:
+    """The booking conversation: numbered choices, or typed text where a time zone is asked."""
+    terminal.say("\n──────── Booking your consultation ────────")
+    screen: journey.Screen = await journey_.begin(chat_key)
+    while True:
+        shown = booking_view.view(screen, config=config, now=clock())
+        terminal.say()
+        terminal.say(shown.html)
+        if shown.document is not None:
+            terminal.say(_saved(*shown.document))
+        if isinstance(screen, _DONE):
+            return 0
+        buttons = [button for row in shown.rows for button in row]
+        for number, (label, _) in enumerate(buttons, 1):
+            terminal.say(f"  {number}) {escape(label)}")
+        line = await terminal.ask()
+        if line is None:
+            terminal.say("Input ended before a consultation was booked; send /start in Telegram or run chat again.")
+            return 1
+        choice = line.strip()
+        if choice.casefold() in {"quit", "exit"}:
+            return 0
+        if choice.isdigit() and 1 <= int(choice) <= len(buttons):
+            pressed = await journey_.press(chat_key, buttons[int(choice) - 1][1])
+            screen = pressed if pressed is not None else screen
+            continue
+        typed = await journey_.typed(chat_key, line)
+        if typed is None:
+            terminal.say("Type the number of your choice.")
+            continue
+        screen = typed
+
+
+def _saved(name: str, content: bytes, caption: str) -> str:
+    """Write an invite where the prospect can open it; where it went."""
+    path = Path(tempfile.gettempdir()) / f"consultbot-{uuid.uuid4().hex[:8]}-{name}"
+    path.write_bytes(content)
+    return f"{caption}\nInvite saved to {path} (open it to add the consultation to your calendar)."
 
 
 def stdio() -> Terminal:

@@ -7,10 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from icalendar import Calendar
+
 from bot.config import BUNDLED_EXAMPLE
 
 CONSULTBOT = str(Path(sys.executable).parent / "consultbot")
-QUALIFYING_SCRIPT = "1, 3\n3\n40\n2\n3\n2\n4\nAda Lovelace\nAnalytical Engines Ltd\nada@example.com\nskip\n1\n"
+QUESTIONNAIRE_SCRIPT = "1, 3\n3\n40\n2\n3\n2\n4\nAda Lovelace\nAnalytical Engines Ltd\nada@example.com\nskip\n1\n"
+BOOKING_SCRIPT = "Berlin\n1\n1\n1\n"
+"""Time zone typed as a city, then the first day, its first time, and Book it."""
+QUALIFYING_SCRIPT = QUESTIONNAIRE_SCRIPT + BOOKING_SCRIPT
 RESEARCHING_SCRIPT = "6\n1,2\n2\n5\n5\n5\n3\n5\nBob\nBob's Shop\nbob@example.org\n+1 415 555 0100\n1\n"
 
 
@@ -99,3 +104,25 @@ def test_an_answer_that_is_not_an_option_is_asked_again_in_terminal_words(tmp_pa
     assert "Please type the number of one of the options" in result.stdout
     assert "press a button" not in result.stdout
     assert "✅ Qualified" in result.stdout
+
+
+def test_a_qualified_prospect_books_a_consultation_in_the_terminal_and_gets_the_invite_file(database_url: str) -> None:
+    """After the summary: a typed city, a day, a time, Book it; the invite is saved as a calendar file."""
+    result = _consultbot("chat", script=QUALIFYING_SCRIPT, DATABASE_URL=database_url)
+
+    assert result.returncode == 0, result.stderr
+    booking = result.stdout.split("Booking your consultation")[1]
+    assert "Which time zone are you in?" in booking
+    assert "Times are shown in Berlin (UTC+01:00)" in booking
+    assert "Your consultation is booked." in booking
+    saved = Path(booking.split("Invite saved to ")[1].split(" (open it")[0])
+    assert Calendar.from_ical(saved.read_bytes()).events[0]["ATTENDEE"] == "mailto:ada@example.com"
+    saved.unlink()
+
+
+def test_input_that_ends_before_a_time_is_chosen_says_nothing_was_booked(database_url: str) -> None:
+    """A script that stops at the time-zone question exits 1 and says the consultation was not booked."""
+    result = _consultbot("chat", script=QUESTIONNAIRE_SCRIPT, DATABASE_URL=database_url)
+
+    assert result.returncode == 1
+    assert "before a consultation was booked" in result.stdout
