@@ -8,15 +8,16 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from bot.application import BotApplication, build_application
 from bot.config import BUNDLED_EXAMPLE, load_config
 from bot.settings import Settings
-from bot.wiring import Services, open_services
+from bot.wiring import Services, open_services, utc_now
 from tests.fake_telegram import FakeTelegram
 
 CONSULTBOT = str(Path(sys.executable).parent / "consultbot")
@@ -32,11 +33,15 @@ class RunningBot:
 
 @asynccontextmanager
 async def running_bot(
-    fake: FakeTelegram, database_url: str, config: Path = BUNDLED_EXAMPLE
+    fake: FakeTelegram,
+    database_url: str,
+    config: Path = BUNDLED_EXAMPLE,
+    *,
+    clock: Callable[[], datetime] = utc_now,
 ) -> AsyncIterator[RunningBot]:
-    """The bot, long polling the fake server in this process, as `consultbot run` would."""
+    """The bot, long polling the fake server in this process, as `consultbot run` would (on a clock tests may set)."""
     settings = Settings(telegram_bot_token=fake.token, telegram_base_url=fake.url, database_url=database_url)
-    async with open_services(settings, load_config(config)) as services:
+    async with open_services(settings, load_config(config), clock=clock) as services:
         application = build_application(settings, services)
         async with application:
             await application.start()

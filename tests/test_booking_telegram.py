@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from icalendar import Calendar
 
+from tests.conftest import FixedClock
 from tests.fake_telegram import FakeTelegram, FakeUser, SentMessage
-from tests.harness import RunningBot
+from tests.harness import RunningBot, running_bot
 from tests.test_telegram_conversation import _answer_contact_details_and_confirm, _answer_up_to_contact_details
 
 
@@ -132,3 +133,103 @@ async def test_an_abbreviation_is_confirmed_before_it_is_used(fake: FakeTelegram
     assert "Did you mean" in asked
     assert "Los Angeles" in asked
     assert "Los Angeles (UTC-08:00)" in days.text
+
+
+async def _book_on_the_last_day_shown(user: FakeUser, outcome: SentMessage) -> tuple[str, SentMessage]:
+    """Book the first time of the last day on the first page, far enough ahead to be changed."""
+    await user.press(outcome, outcome.button("London"))
+    days = await user.next_screen()
+    day_buttons = [data for _, data in days.buttons() if data.startswith("dy:")]
+    await user.press(days, day_buttons[-1])
+    times = await user.next_screen()
+    slot = times.buttons()[0][1]
+    await user.press(times, slot)
+    check = await user.next_screen()
+    await user.press(check, check.button("Book it"))
+    confirmation = await user.next_message()
+    await user.next_message()
+    return slot, confirmation
+
+
+async def test_a_prospect_reschedules_keeping_the_invite_uid_with_a_higher_sequence(
+    fake: FakeTelegram, bot: RunningBot
+) -> None:
+    """/mybookings → Reschedule → a new day and time → Move it: a new invite for the same event, SEQUENCE 1."""
+    ada = fake.user(5757, first_name="Ada")
+    slot, _ = await _book_on_the_last_day_shown(ada, await _qualify(ada))
+    listing = await ada.next_reply("/mybookings")
+
+    await ada.press(listing, listing.button("Reschedule 1"))
+    days = await ada.next_screen()
+    moving_days = days.text
+    await ada.press(days, days.buttons()[0][1])
+    times = await ada.next_screen()
+    new_slot = times.buttons()[0][1]
+    await ada.press(times, new_slot)
+    check = await ada.next_screen()
+    moving_text = check.text
+    await ada.press(check, check.button("Move it"))
+    moved = await ada.next_message()
+    invite = await ada.next_message()
+
+    assert "Pick a new day" in moving_days
+    assert "Move your consultation?" in moving_text
+    assert "Your consultation has been moved." in moved.text
+    assert invite.document is not None
+    event = Calendar.from_ical(invite.document["content"]).events[0]
+    assert event.start == _utc_start(new_slot)
+    assert int(event["SEQUENCE"]) == 1
+    [booking] = await bot.services.bookings.upcoming_for(1)
+    assert str(event["UID"]) == booking.uid
+    assert booking.starts_at == _utc_start(new_slot) != _utc_start(slot)
+
+
+async def test_a_prospect_cancels_after_confirming_and_the_time_is_offered_again(
+    fake: FakeTelegram, bot: RunningBot
+) -> None:
+    """/mybookings → Cancel → Yes: a METHOD:CANCEL invite goes out and the slot is free for others again."""
+    ada = fake.user(5858, first_name="Ada")
+    slot, _ = await _book_on_the_last_day_shown(ada, await _qualify(ada))
+    expert = bot.services.bookings.expert(slot.split(":")[1])
+    assert expert is not None
+    listing = await ada.next_reply("/mybookings")
+
+    await ada.press(listing, listing.button("Cancel 1"))
+    check = await ada.next_message()
+    await ada.press(check, check.button("Yes, cancel it"))
+    cancelled = await ada.next_message()
+    notice = await ada.next_message()
+
+    assert "Cancel your consultation" in check.text
+    assert "is cancelled" in cancelled.text
+    assert notice.document is not None
+    calendar = Calendar.from_ical(notice.document["content"])
+    assert str(calendar["METHOD"]) == "CANCEL"
+    assert int(calendar.events[0]["SEQUENCE"]) == 1
+    offered = [offer.slot.start for offer in await bot.services.bookings.offers([expert])]
+    assert _utc_start(slot) in offered
+    assert await bot.services.bookings.upcoming_for(1) == []
+
+
+async def test_too_close_to_the_start_a_consultation_cannot_be_changed_and_the_prospect_is_told_whom_to_ask(
+    fake: FakeTelegram, database_url: str
+) -> None:
+    """Within the change notice, /mybookings shows no buttons and an old Cancel button names the contact."""
+    clock = FixedClock(datetime.now(UTC))
+    async with running_bot(fake, database_url, clock=clock) as bot:
+        ada = fake.user(5959, first_name="Ada")
+        await _book_on_the_last_day_shown(ada, await _qualify(ada))
+        listing = await ada.next_reply("/mybookings")
+        [booking] = await bot.services.bookings.upcoming_for(1)
+
+        clock.now = booking.starts_at - timedelta(hours=11)
+        late_listing = await ada.next_reply("/mybookings")
+        await ada.press(listing, listing.button("Cancel 1"))
+        refusal = await ada.next_message()
+        still_booked = await bot.services.bookings.upcoming_for(1)
+
+    assert "starts soon" in late_listing.text
+    assert late_listing.buttons() == []
+    assert "can no longer be changed" in refusal.text
+    assert "consultations@meridian-outsourcing.example" in refusal.text
+    assert still_booked == [booking]
