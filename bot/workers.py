@@ -62,7 +62,7 @@ class ReminderSender:
     Failure policy. Forbidden (the prospect blocked the bot) and "chat not found" are recorded as "blocked" and never
     tried again. Any other Telegram or network error is recorded as "failed" and tried again when the lease runs out,
     for as long as the reminder is still worth sending: once the consultation has started, it is given up (recorded
-    as "blocked", the one final status for "will not be sent", with the reason in its error). That bounds the tries
+    as "skipped", with the reason in its error). That bounds the tries
     by time rather than by a count: a reminder one hour ahead gets about thirty, which rides out a Telegram outage.
     Given up the same way: a reminder overtaken by a later one of the same consultation that is due too (after a
     downtime, only the nearest reminder is sent).
@@ -115,11 +115,11 @@ class ReminderSender:
             now = self._clock()
             booking = due.booking
             if booking.status != "confirmed" or booking.chat_id is None:
-                await self._finish(due, "blocked", "not sent: the consultation is no longer confirmed", now)
+                await self._finish(due, "skipped", "not sent: the consultation is no longer confirmed", now)
             elif now >= booking.starts_at:
-                await self._finish(due, "blocked", "given up: the consultation has started", now)
+                await self._finish(due, "skipped", "given up: the consultation has started", now)
             elif nearest[booking.uid] is not due:
-                await self._finish(due, "blocked", "not sent: a nearer reminder of the consultation is due", now)
+                await self._finish(due, "skipped", "not sent: a nearer reminder of the consultation is due", now)
             else:
                 outcome = await self._send(due, now)
                 sent += outcome == "sent"
@@ -190,7 +190,11 @@ class ReminderSender:
         return "sent"
 
     async def _finish(
-        self, due: DueReminder, status: Literal["sent", "blocked", "failed"], error: str | None, now: datetime
+        self,
+        due: DueReminder,
+        status: Literal["sent", "blocked", "skipped", "failed"],
+        error: str | None,
+        now: datetime,
     ) -> None:
         if status != "sent":
             log.info("reminder %d of consultation %s: %s", due.reminder_id, due.booking.id, error)
@@ -310,7 +314,7 @@ class CalendarWriter:
     async def _finish(self, write: DueCalendarWrite, failure: CalDavFailed | None) -> Literal["done", "retry", "dead"]:
         now = self._clock()
         if failure is None:
-            await self._store.finish_calendar_write(write.write_id, outcome="done", error=None, retry_at=now)
+            await self._store.finish_calendar_write(write.write_id, outcome="done", error=None, at=now)
             return "done"
         where = f"{write.action} of consultation {write.booking.id} for {write.booking.expert_key}"
         account = self._experts[write.booking.expert_key].caldav if write.booking.expert_key in self._experts else None
@@ -326,11 +330,9 @@ class CalendarWriter:
                 retry_at.isoformat(timespec="seconds"),
                 failure.reason,
             )
-            await self._store.finish_calendar_write(
-                write.write_id, outcome="retry", error=failure.reason, retry_at=retry_at
-            )
+            await self._store.finish_calendar_write(write.write_id, outcome="retry", error=failure.reason, at=retry_at)
             return "retry"
         why = f"gave up after {write.attempts} tries" if failure.retry else "permanent failure"
         log.error("calendar %s%s is dead (%s): %s", where, target, why, failure.reason)
-        await self._store.finish_calendar_write(write.write_id, outcome="dead", error=failure.reason, retry_at=now)
+        await self._store.finish_calendar_write(write.write_id, outcome="dead", error=failure.reason, at=now)
         return "dead"

@@ -97,7 +97,12 @@ class SqlBookingStore(SqlStore):
         return await self._run(lambda connection: _claim_reminders(connection, now, lease, limit))
 
     async def finish_reminder(
-        self, reminder_id: int, *, status: Literal["sent", "blocked", "failed"], error: str | None, now: datetime
+        self,
+        reminder_id: int,
+        *,
+        status: Literal["sent", "blocked", "skipped", "failed"],
+        error: str | None,
+        now: datetime,
     ) -> None:
         values: dict[str, Any] = {"last_error": error}
         if status == "failed":
@@ -111,14 +116,13 @@ class SqlBookingStore(SqlStore):
         return await self._run(lambda connection: _claim_writes(connection, now, lease, limit))
 
     async def finish_calendar_write(
-        self, write_id: int, *, outcome: Literal["done", "retry", "dead"], error: str | None, retry_at: datetime | None
+        self, write_id: int, *, outcome: Literal["done", "retry", "dead"], error: str | None, at: datetime
     ) -> None:
         values: dict[str, Any] = {"last_error": error, "leased_until": None}
         if outcome == "retry":
-            assert retry_at is not None
-            values.update(status="pending", next_attempt_at=retry_at)
+            values.update(status="pending", next_attempt_at=at)
         else:
-            values.update(status=outcome, done_at=retry_at)
+            values.update(status=outcome, done_at=at)
         statement = update(WRITES).where(WRITES.c.id == write_id).values(**values)
         await self._run(lambda connection: connection.execute(statement))
 
@@ -353,9 +357,15 @@ def _claim_writes(connection: Connection, now: datetime, lease: timedelta, limit
 def _feed_token(connection: Connection, expert_key: str, new_token: Callable[[], str], now: datetime) -> str:
     query = select(FEEDS.c.token).where(FEEDS.c.expert_key == expert_key)
     token = connection.execute(query).scalar_one_or_none()
-    if token is None:
-        token = new_token()
-        connection.execute(insert(FEEDS).values(expert_key=expert_key, token=token, created_at=now))
+    if token is not None:
+        return str(token)
+    try:
+        with connection.begin_nested():
+            token = new_token()
+            connection.execute(insert(FEEDS).values(expert_key=expert_key, token=token, created_at=now))
+    except IntegrityError:
+        # Another process made the expert's first token at the same moment: theirs stands.
+        token = connection.execute(query).scalar_one()
     return str(token)
 
 

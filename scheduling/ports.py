@@ -108,17 +108,25 @@ class BookingStore(Protocol):
         """Reminders due by `now` and not claimed by someone else within `lease`, claimed for sending."""
 
     async def finish_reminder(
-        self, reminder_id: int, *, status: Literal["sent", "blocked", "failed"], error: str | None, now: datetime
+        self,
+        reminder_id: int,
+        *,
+        status: Literal["sent", "blocked", "skipped", "failed"],
+        error: str | None,
+        now: datetime,
     ) -> None:
-        """Record what sending a claimed reminder did; "failed" leaves it to be tried again after the lease."""
+        """Record what sending a claimed reminder did; "failed" leaves it to be tried again after the lease.
+
+        "blocked": the prospect cannot be reached (never retried); "skipped": no longer worth sending.
+        """
 
     async def claim_calendar_writes(self, *, now: datetime, lease: timedelta, limit: int) -> list[DueCalendarWrite]:
         """Calendar writes due by `now`, oldest first, claimed for doing."""
 
     async def finish_calendar_write(
-        self, write_id: int, *, outcome: Literal["done", "retry", "dead"], error: str | None, retry_at: datetime | None
+        self, write_id: int, *, outcome: Literal["done", "retry", "dead"], error: str | None, at: datetime
     ) -> None:
-        """Record what a claimed calendar write did."""
+        """Record what a claimed calendar write did: done or dead at `at`, or to be retried at `at`."""
 
     async def calendar_writes(self) -> list[dict[str, Any]]:
         """Every calendar write, for operators and tests."""

@@ -133,7 +133,8 @@ class ReminderRow(SQLModel, table=True):
     due_at: datetime = _instant()
     before_minutes: int = Field(sa_column=Column(Integer, nullable=False))
     status: str = Field(sa_column=Column(String(16), nullable=False))
-    """pending, sent, dropped (the consultation moved or was cancelled), blocked (the prospect blocked the bot)."""
+    """pending, sent, dropped (the consultation moved or was cancelled), blocked (the prospect cannot be reached),
+    skipped (no longer worth sending: the consultation started, or a nearer reminder went instead)."""
     attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     leased_until: datetime | None = _instant(nullable=True)
     sent_at: datetime | None = _instant(nullable=True)

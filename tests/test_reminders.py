@@ -335,7 +335,7 @@ async def test_a_reminder_that_keeps_failing_is_given_up_when_the_consultation_s
             clock.now += REMINDER_LEASE + timedelta(seconds=1)
         stored = await world.reminders()
 
-    assert stored[1]["status"] == "blocked"
+    assert stored[1]["status"] == "skipped"
     assert "given up" in stored[1]["last_error"]
     assert [call.status for call in fake.calls_of("sendMessage")].count(200) == 1
     assert 20 <= [call.status for call in fake.calls_of("sendMessage")].count(429) <= 31
@@ -356,7 +356,7 @@ async def test_after_a_downtime_only_the_nearest_due_reminder_is_sent(
 
     assert sent == 1
     assert reminder.text.splitlines()[0] == "⏰ Reminder: your consultation starts in 30 minutes"
-    assert [(row["before_minutes"], row["status"]) for row in stored] == [(1440, "blocked"), (60, "sent")]
+    assert [(row["before_minutes"], row["status"]) for row in stored] == [(1440, "skipped"), (60, "sent")]
     assert len(fake.calls_of("sendMessage")) == 1
 
 
