@@ -9,13 +9,16 @@ IMMEDIATE, which queues every writer, and triggers refuse an overlap.
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, RowMapping, func, insert, or_, select, text, update
+from sqlalchemy import Connection, Engine, RowMapping, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scheduling import tables
 from scheduling.intervals import Interval
@@ -36,10 +39,17 @@ _LOOK_AROUND = timedelta(days=2)
 class SqlBookingStore(SqlStore):
     """Consultations in the bot's database, with the database refusing a double booking."""
 
+    def __init__(self, engine: AsyncEngine | Engine, *, one_writer: asyncio.Lock | None = None) -> None:
+        super().__init__(engine, one_writer=one_writer)
+        self._queues: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
     async def book(
         self, booking: Booking, *, fits: FitCheck, reminders: Sequence[datetime], write_back: bool
     ) -> Booking:
-        return await self._run(lambda connection: _book(connection, booking, fits, reminders, write_back))
+        # This process's bookings of one expert queue here, before taking a connection: queued on the advisory
+        # lock instead, a burst for one expert would hold every pooled connection while it waits.
+        async with self._queues[booking.expert_key]:
+            return await self._run(lambda connection: _book(connection, booking, fits, reminders, write_back))
 
     async def move(
         self,
