@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import quote
 
 import aiohttp
 
-from scheduling.feeds import redact
+from scheduling.feeds import client_error_reason, os_reason, redact
 from scheduling.model import CalDavAccount
 
 __all__ = [
@@ -159,9 +158,9 @@ async def _send(
     except aiohttp.InvalidURL:
         return CalDavFailed(f"{method} {redact(url)}: not a valid URL", retry=False)
     except aiohttp.ClientError as error:
-        return CalDavFailed(f"{method} {redact(url)}: {_client_error_reason(error)}", retry=True)
+        return CalDavFailed(f"{method} {redact(url)}: {client_error_reason(error)}", retry=True)
     except OSError as error:
-        return CalDavFailed(f"{method} {redact(url)}: connection error: {_os_reason(error)}", retry=True)
+        return CalDavFailed(f"{method} {redact(url)}: connection error: {os_reason(error)}", retry=True)
     except ValueError:
         # yarl and aiohttp refuse some malformed URLs (a bad port, a bad IDNA host) with a bare ValueError.
         return CalDavFailed(f"{method} {redact(url)}: the collection URL is not valid", retry=False)
@@ -210,30 +209,6 @@ def _hint(status: int, account: CalDavAccount) -> str:
     if status in (HTTPStatus.BAD_REQUEST, HTTPStatus.UNSUPPORTED_MEDIA_TYPE):
         return "the server refused the calendar data"
     return ""
-
-
-def _client_error_reason(error: aiohttp.ClientError) -> str:
-    """A reason for an aiohttp failure built from its parts: the str() of most of them quotes the whole URL."""
-    if isinstance(error, aiohttp.ClientConnectorCertificateError):
-        return f"the TLS certificate of {error.host} is not valid: {error.certificate_error}"
-    if isinstance(error, aiohttp.ClientSSLError):
-        return f"the TLS handshake with {error.host} failed"
-    if isinstance(error, aiohttp.ClientConnectorError):
-        return f"cannot connect to {error.host}:{error.port}: {_os_reason(error.os_error)}"
-    if isinstance(error, aiohttp.ServerDisconnectedError):
-        return "the server closed the connection without answering"
-    if isinstance(error, aiohttp.ClientResponseError):
-        return "the server sent a malformed HTTP response"
-    if isinstance(error, aiohttp.ClientOSError):
-        return f"connection error: {_os_reason(error)}"
-    return f"HTTP client error ({type(error).__name__})"
-
-
-def _os_reason(error: OSError) -> str:
-    # asyncio's ConnectionRefusedError carries "Connect call failed ('127.0.0.1', 1)" as strerror; the errno says more.
-    if error.errno is not None and error.errno > 0:
-        return os.strerror(error.errno)
-    return error.strerror or type(error).__name__
 
 
 def _phrase(status: int) -> str:

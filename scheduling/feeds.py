@@ -210,7 +210,7 @@ async def _fetch_http(
     except TimeoutError:
         return FetchFailed(f"timed out after {limits.total_timeout:g} s")
     except aiohttp.ClientError as error:
-        return FetchFailed(_client_error_reason(error))
+        return FetchFailed(client_error_reason(error))
     except ValueError:
         # yarl and aiohttp refuse some malformed URLs (a bad port, a bad IDNA host) with a bare ValueError.
         return FetchFailed("not a valid URL")
@@ -248,7 +248,7 @@ def _read_file(path: Path, validators: Validators, limits: FetchLimits) -> Fetch
     except FileNotFoundError:
         return FetchFailed(f"no such file: {path}")
     except OSError as error:
-        return FetchFailed(f"cannot read {path}: {_os_reason(error)}")
+        return FetchFailed(f"cannot read {path}: {os_reason(error)}")
     if not stat.S_ISREG(status.st_mode):
         return FetchFailed(f"not a regular file: {path}")
     stamp = f"file:{status.st_mtime_ns}:{status.st_size}"
@@ -260,7 +260,7 @@ def _read_file(path: Path, validators: Validators, limits: FetchLimits) -> Fetch
         with path.open("rb") as file:
             body = file.read(limits.max_bytes + 1)
     except OSError as error:
-        return FetchFailed(f"cannot read {path}: {_os_reason(error)}")
+        return FetchFailed(f"cannot read {path}: {os_reason(error)}")
     if len(body) > limits.max_bytes:
         return FetchFailed(f"larger than the {_size(limits.max_bytes)} limit: {path}")
     if _looks_like_html(body):
@@ -277,8 +277,11 @@ def _looks_like_html(body: bytes | bytearray) -> bool:
     return start.startswith(_HTML_STARTS)
 
 
-def _client_error_reason(error: aiohttp.ClientError) -> str:
-    """A reason for an aiohttp failure, built from its parts: the str() of most of them quotes the full URL."""
+def client_error_reason(error: aiohttp.ClientError) -> str:
+    """A reason for an aiohttp failure, built from its parts: the str() of most of them quotes the full URL.
+
+    Shared with the CalDAV client: a secret in a calendar URL must not leak through an error message there either.
+    """
     if isinstance(error, aiohttp.TooManyRedirects):
         return f"too many redirects (more than {MAX_REDIRECTS})"
     if isinstance(error, aiohttp.RedirectClientError):
@@ -290,7 +293,7 @@ def _client_error_reason(error: aiohttp.ClientError) -> str:
     if isinstance(error, aiohttp.ClientSSLError):
         return f"the TLS handshake with {error.host} failed"
     if isinstance(error, aiohttp.ClientConnectorError):
-        return f"cannot connect to {error.host}:{error.port}: {_os_reason(error.os_error)}"
+        return f"cannot connect to {error.host}:{error.port}: {os_reason(error.os_error)}"
     if isinstance(error, aiohttp.ServerDisconnectedError):
         return "the server closed the connection without a complete answer"
     if isinstance(error, aiohttp.ClientPayloadError):
@@ -298,11 +301,12 @@ def _client_error_reason(error: aiohttp.ClientError) -> str:
     if isinstance(error, aiohttp.ClientResponseError):
         return "the server sent a malformed HTTP response"
     if isinstance(error, aiohttp.ClientOSError):
-        return f"connection error: {_os_reason(error)}"
+        return f"connection error: {os_reason(error)}"
     return f"HTTP client error ({type(error).__name__})"
 
 
-def _os_reason(error: OSError) -> str:
+def os_reason(error: OSError) -> str:
+    """An operating-system error in a few words, without the addresses some of them quote."""
     if isinstance(error, socket.gaierror) and error.strerror:
         return error.strerror
     # asyncio's ConnectionRefusedError carries "Connect call failed ('127.0.0.1', 1)" as strerror; the errno says more.
