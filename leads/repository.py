@@ -1,14 +1,15 @@
 """The lead store on SQLAlchemy Core: SQLite or PostgreSQL behind one async connection.
 
-Core rather than the ORM: answering one question is four statements (SELECT ... FOR UPDATE,
-UPDATE, INSERT of the audit events, COMMIT), and the ORM's unit of work tripled the round trips
-and the CPU time of every update.
+Core rather than the ORM: answering one question is a SELECT ... FOR UPDATE of the conversation,
+its UPDATE, an INSERT of the audit events and the COMMIT, and the ORM's unit of work tripled the
+round trips and the CPU time of every update.
 
-On PostgreSQL those statements skip SQLAlchemy and run on the asyncpg connection underneath (see
-_AsyncpgStatements): SQLAlchemy's async layer (a greenlet hand-off per statement, its compiled
-cache, result processing) cost some 0.6 ms of CPU per update, a seventh of the bot's whole CPU per
-update; the rest of the store, seldom run, stays on SQLAlchemy. There the conversation's UPDATE
-and the INSERT of the events are also one statement, a WITH, at the commit.
+On PostgreSQL the hot path goes further (see _AsyncpgStatements). Its statements run on the asyncpg
+connection underneath: through SQLAlchemy's async layer (a greenlet hand-off per statement, its
+compiled cache, result processing) the transaction cost about 0.6 ms of the bot's CPU, directly
+about 0.3 ms. And the conversation's UPDATE waits for the commit, where one statement writes it
+with the events: four round trips (BEGIN, SELECT, the write, COMMIT) where there were five. The
+rest of the store, seldom run, stays on SQLAlchemy, in the same transaction.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ _UPDATE_CONVERSATION = (
 )
 _INSERT_EVENTS = insert(LEAD_EVENTS)
 
-# The same three statements as asyncpg runs them on PostgreSQL (see _AsyncpgStatements).
+# The hot path as asyncpg runs it on PostgreSQL (see _AsyncpgStatements), in SQL for the reader;
+# the PostgreSQL tests run every one of these.
 _PG_CONVERSATION_FOR_CHAT = """
 SELECT id, chat_key, prospect_id, lead_id, status, state, last_update_id
 FROM conversations WHERE chat_key = $1 FOR UPDATE
@@ -234,6 +236,7 @@ async def _asyncpg_transaction(engine: AsyncEngine) -> AsyncIterator[_AsyncpgSta
 async def _release(connection: AsyncConnection, driver: _Asyncpg | None) -> None:
     """Roll back what was not committed, then give the connection back to the pool."""
     try:
+        # On a closed connection the ROLLBACK fails too, which discards the connection below.
         if driver is not None and (driver.is_in_transaction() or driver.is_closed()):
             await driver.execute("ROLLBACK")
     except Exception:
