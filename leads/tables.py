@@ -33,16 +33,19 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not stored: pass an aware one")
-        return value.astimezone(UTC)
+        return None if value is None else utc_instant(value)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utc_instant(value: datetime) -> datetime:
+    """An aware instant in UTC, as UTCDateTime stores it; a naive one is refused."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetimes are not stored: pass an aware one")
+    return value.astimezone(UTC)
 
 
 def _instant(*, nullable: bool = False) -> Any:

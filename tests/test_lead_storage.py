@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy import Engine, func, select
+from sqlalchemy import text as sql
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
 from leads import flow
 from leads.model import LeadId, Questionnaire
+from leads.records import LeadEvent
 from leads.repository import SqlLeadStore
 from leads.service import Ignored, QualificationService, Turn, Visitor
 from leads.tables import LeadEventRow
@@ -179,3 +182,71 @@ async def test_cancelling_closes_the_lead_and_start_afterwards_opens_a_new_one(
     old = await service.lead_summary(LeadId(first.lead_id))
     assert old is not None
     assert old.status == "cancelled"
+
+
+async def test_a_transaction_left_without_commit_keeps_nothing_and_holds_no_lock(
+    store_engine: AsyncEngine | Engine, engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock
+) -> None:
+    """An update that stores nothing (a duplicate, a refused answer) leaves the conversation as it was, unlocked."""
+    service = _service(store_engine, questionnaire, clock)
+    started = await service.begin(chat_key="tg:4242", visitor=ADA, update_id=1)
+    assert isinstance(started, Turn)
+
+    async with SqlLeadStore(store_engine).transaction() as tx:
+        conversation = await tx.conversation_for_chat("tg:4242")
+        assert conversation is not None
+        conversation.last_update_id = 99
+        await tx.save_conversation(conversation)
+        await tx.add_event(LeadEvent(started.lead_id, clock(), "answered", "prospect", {"question": "services"}))
+
+    async with asyncio.timeout(10):  # a lock left behind would make this wait
+        answered = await service.respond(chat_key="tg:4242", given=flow.Typed("1"), update_id=2)
+    assert isinstance(answered, Turn)  # not a duplicate of update 99
+    async with SqlLeadStore(store_engine).transaction() as tx:
+        assert [event.kind for event in await tx.events(started.lead_id)] == ["started", "answered"]
+
+
+async def test_an_update_cancelled_while_it_waits_for_the_chat_leaves_no_lock_behind(
+    store_engine: AsyncEngine | Engine, engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock
+) -> None:
+    """Cancelling an update queued behind another of the same chat (at shutdown, say) ends its transaction."""
+    store = SqlLeadStore(store_engine)  # one store, so that on SQLite both queue on its lock
+    service = QualificationService(store=store, questionnaire=questionnaire, clock=clock)
+    await service.begin(chat_key="tg:4242", visitor=ADA, update_id=1)
+
+    async with store.transaction() as tx:
+        await tx.conversation_for_chat("tg:4242")
+        waiting = asyncio.create_task(service.respond(chat_key="tg:4242", given=flow.Typed("1"), update_id=2))
+        await asyncio.sleep(0.2)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        await tx.commit()
+
+    async with asyncio.timeout(10):
+        answered = await service.respond(chat_key="tg:4242", given=flow.Typed("1"), update_id=3)
+    assert isinstance(answered, Turn)
+    assert answered.reply.state.answers["services"] == ("hr",)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # a server connection to lose
+async def test_a_connection_lost_mid_update_is_not_handed_out_again(
+    store_engine: AsyncEngine | Engine, engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock
+) -> None:
+    """A PostgreSQL connection that dies in a transaction fails that update only, not later ones too."""
+    store = SqlLeadStore(store_engine)
+    service = QualificationService(store=store, questionnaire=questionnaire, clock=clock)
+    await service.begin(chat_key="tg:4242", visitor=ADA, update_id=1)
+
+    async with store.transaction() as tx:
+        await tx.conversation_for_chat("tg:4242")
+        async with engine.connect() as other:
+            await other.execute(
+                sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND state = 'idle in transaction'"
+                )
+            )
+        await asyncio.sleep(0.2)  # for the closed socket to reach the driver
+
+    # The pool hands out its connections in turn: the dead one would come up within these answers.
+    await _answer_all(service, "tg:4242", QUALIFYING_ANSWERS[:4], first_update=2)
