@@ -63,6 +63,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from benchmarks.common import DATABASES, database_list, percentile, progress
 from bot import database
 from bot.config import BUNDLED_EXAMPLE, BusinessConfig, load_config
 from bot.settings import Settings
@@ -73,7 +74,6 @@ from scheduling.records import Booking
 from scheduling.repository import BOOKINGS, SqlStore
 from tests.conftest import FixedClock, _postgres_database
 
-DATABASES = ("sqlite", "postgresql")
 ZONE = ZoneInfo("Europe/Berlin")
 EXPERT = Expert(
     key="bench",
@@ -87,12 +87,6 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 """Friday noon: the clock of the whole run, the working week after it is the one booked."""
 WEEK = [date(2026, 11, 23) + timedelta(days=offset) for offset in range(5)]
 REFERENCE = "plain INSERT"
-
-
-def _percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile: the smallest value with at least `fraction` of the values at or below it."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)] if ordered else math.nan
 
 
 @dataclass
@@ -416,9 +410,9 @@ async def measure(kind: str, arguments: argparse.Namespace, postgres_server: str
                 concurrency=arguments.concurrency,
                 cap=arguments.max_per_day,
             )
-            _progress(f"{kind}: fill, {fill_attempts} attempts (and as many plain inserts) ...")
+            progress(f"{kind}: fill, {fill_attempts} attempts (and as many plain inserts) ...")
             fill = await run.phase("fill", fill_attempts, churn=False)
-            _progress(f"{kind}: churn, {arguments.attempts - fill_attempts} attempts (and as many plain inserts) ...")
+            progress(f"{kind}: churn, {arguments.attempts - fill_attempts} attempts (and as many plain inserts) ...")
             churn = await run.phase("churn", arguments.attempts - fill_attempts, churn=True)
             await run.count_rows()
         finally:
@@ -453,11 +447,11 @@ def report(arguments: argparse.Namespace, measured: Sequence[Figures], skipped: 
             print(
                 f"  {phase.name:<7}{phase.attempts:>9}{phase.bookings:>9}{phase.refusals:>9}{phase.cancellations:>9}"
                 f"{phase.attempts_per_second:>12.0f}{phase.bookings_per_second:>12.1f}"
-                f"{_percentile(phase.latencies_ms, 0.5):>9.1f}{_percentile(phase.latencies_ms, 0.99):>9.1f}"
+                f"{percentile(phase.latencies_ms, 0.5):>9.1f}{percentile(phase.latencies_ms, 0.99):>9.1f}"
                 f"{1000 * phase.cpu_seconds / phase.attempts:>8.2f}"
             )
         reference, total = figures.reference, figures.total
-        p50, p99 = _percentile(reference.latencies_ms, 0.5), _percentile(reference.latencies_ms, 0.99)
+        p50, p99 = percentile(reference.latencies_ms, 0.5), percentile(reference.latencies_ms, 0.99)
         print(
             f"  reference, {REFERENCE} into bookings, one per transaction, in turns with the same waves: "
             f"{reference.inserts} at {reference.per_second:.0f}/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
@@ -490,11 +484,6 @@ def report(arguments: argparse.Namespace, measured: Sequence[Figures], skipped: 
     return 1 if failed else 0
 
 
-def _progress(text: str) -> None:
-    """Say what is being measured, on stderr, so that stdout carries only the figures."""
-    print(text, file=sys.stderr, flush=True)
-
-
 async def benchmark(arguments: argparse.Namespace) -> int:
     """Measure each database in turn and report."""
     postgres_server = os.environ.get("TEST_DATABASE_URL")
@@ -506,7 +495,7 @@ async def benchmark(arguments: argparse.Namespace) -> int:
             "postgresql skipped: TEST_DATABASE_URL is not set "
             "(e.g. TEST_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test)"
         )
-        _progress(skipped[-1])
+        progress(skipped[-1])
     if not databases:
         print("booking: no database to measure")
         return 2
@@ -514,19 +503,10 @@ async def benchmark(arguments: argparse.Namespace) -> int:
     return report(arguments, measured, skipped)
 
 
-def _databases(value: str) -> list[str]:
-    """The --databases list, checked and without repeats."""
-    names = [name.strip() for name in value.split(",") if name.strip()]
-    unknown = sorted(set(names) - set(DATABASES))
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"choose from {', '.join(DATABASES)}, comma-separated")
-    return list(dict.fromkeys(names))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run the benchmark."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.booking", description=__doc__.splitlines()[0])
-    parser.add_argument("--databases", type=_databases, default=list(DATABASES), help="sqlite,postgresql")
+    parser.add_argument("--databases", type=database_list, default=list(DATABASES), help="sqlite,postgresql")
     parser.add_argument("--attempts", type=int, default=10_000, help="booking attempts per database")
     parser.add_argument("--concurrency", type=int, default=50, help="concurrent attempts per wave")
     parser.add_argument("--max-per-day", type=int, default=5, help="the daily cap (the bundled example's: 5)")

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
 
+from benchmarks.common import DATABASES, database_list, percentile, progress
 from bot import callbacks, texts
 from bot.config import BUNDLED_EXAMPLE, Messages, load_config
 from leads import flow
@@ -37,7 +38,6 @@ from tests.fake_telegram import FakeTelegram, FakeUser, SentMessage
 from tests.harness import BotProcess
 
 REFERENCE = "bare PTB echo"
-DATABASES = ("sqlite", "postgresql")
 RATIO_GOAL = 0.5
 P99_GOAL_MS = 100.0
 REPLY_TIMEOUT = 30.0
@@ -398,11 +398,6 @@ async def _converse(
     return exchanges, None
 
 
-def _progress(text: str) -> None:
-    """Say what is being measured, on stderr, so that stdout carries only the figures."""
-    print(text, file=sys.stderr, flush=True)
-
-
 async def benchmark(arguments: argparse.Namespace) -> int:
     """Measure, print the table and the summary line; the exit status."""
     config = load_config(BUNDLED_EXAMPLE)
@@ -426,7 +421,7 @@ async def benchmark(arguments: argparse.Namespace) -> int:
             "postgresql skipped: TEST_DATABASE_URL is not set "
             "(e.g. TEST_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test)"
         )
-        _progress(skipped[-1])
+        progress(skipped[-1])
     if not databases:
         print("conversation: no database to measure")
         return 2
@@ -440,23 +435,17 @@ async def benchmark(arguments: argparse.Namespace) -> int:
         for figures, serve, turn in targets:
             load = await run_load(serve, turn, saturating, paced=False)
             figures.rounds.append(load)
-            _progress(
+            progress(
                 f"saturation round {round_number}/{arguments.rounds}: {figures.name}: "
                 f"{load.per_second:.0f} updates/s ({load.updates} in {load.seconds:.1f} s)"
             )
 
     people = prospects(arguments.prospects)
     for figures, serve, turn in targets:
-        _progress(f"realistic load: {figures.name}: {len(people)} prospects ...")
+        progress(f"realistic load: {figures.name}: {len(people)} prospects ...")
         figures.realistic = await run_load(serve, turn, people, paced=True)
 
     return report(arguments, [figures for figures, _, _ in targets], saturating, people, skipped)
-
-
-def _percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile: the smallest value with at least `fraction` of the values at or below it."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)] if ordered else math.nan
 
 
 def report(
@@ -499,7 +488,7 @@ def report(
     for figures in measured:
         load = figures.realistic
         assert load is not None
-        p50, p99 = _percentile(load.latencies_ms, 0.50), _percentile(load.latencies_ms, 0.99)
+        p50, p99 = percentile(load.latencies_ms, 0.50), percentile(load.latencies_ms, 0.99)
         worst = max(load.latencies_ms, default=math.nan)
         print(
             f"  {figures.name:<16}{load.updates:>8}{p50:>9.1f}{p99:>9.1f}{worst:>9.1f}{load.seconds:>9.1f}"
@@ -517,7 +506,7 @@ def report(
         print(line)
 
     ratio = min(figures.median_rate / reference.median_rate for figures in databases)
-    p99 = max(_percentile(figures.realistic.latencies_ms, 0.99) for figures in databases if figures.realistic)
+    p99 = max(percentile(figures.realistic.latencies_ms, 0.99) for figures in databases if figures.realistic)
     goals = [
         f"ratio {'meets' if ratio >= RATIO_GOAL else 'misses'} the goal of {RATIO_GOAL}",
         f"p99 {'meets' if p99 < P99_GOAL_MS else 'misses'} the goal of < {P99_GOAL_MS:g} ms",
@@ -527,19 +516,10 @@ def report(
     return 1 if unfinished or rejected else 0
 
 
-def _databases(value: str) -> list[str]:
-    """The --databases list, checked and without repeats."""
-    names = [name.strip() for name in value.split(",") if name.strip()]
-    unknown = sorted(set(names) - set(DATABASES))
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"choose from {', '.join(DATABASES)}, comma-separated")
-    return list(dict.fromkeys(names))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run the benchmark."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.conversation", description=__doc__.splitlines()[0])
-    parser.add_argument("--databases", type=_databases, default=list(DATABASES), help="sqlite,postgresql")
+    parser.add_argument("--databases", type=database_list, default=list(DATABASES), help="sqlite,postgresql")
     parser.add_argument("--prospects", type=int, default=200, help="prospects in the realistic load")
     parser.add_argument("--saturation-prospects", type=int, default=50, help="prospects in saturation")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved saturation rounds")
