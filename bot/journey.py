@@ -287,8 +287,7 @@ class BookingJourney:
             return NotQualified()
         if not self._bookings.eligible(self._services(lead)):
             return self._callback(lead, "no_experts")
-        known = [lead.prospect.timezone] if lead.prospect.timezone else []
-        suggested = _unique([*known, *likely_zones(language_code, self._config.company.markets)])[:4]
+        suggested = self._suggested_zones(lead, language_code)
         await self._save(chat_key, JourneyState(suggested=suggested), None)
         return ZoneQuestion(tuple(suggested))
 
@@ -349,13 +348,15 @@ class BookingJourney:
             return NotQualified()
         state, _ = await self._load(chat_key)
         state = state or JourneyState()
-        known = [lead.prospect.timezone] if lead.prospect.timezone else []
-        state.suggested = _unique([*known, *likely_zones(lead.prospect.language_code, self._config.company.markets)])[
-            :4
-        ]
+        state.suggested = self._suggested_zones(lead, lead.prospect.language_code)
         state.stage = "zone"
         await self._save(chat_key, state, None)
         return ZoneQuestion(tuple(state.suggested))
+
+    def _suggested_zones(self, lead: ChatLead, language_code: str | None) -> list[str]:
+        """The zones offered as buttons: the prospect's own if known, then their language's and the markets'."""
+        known = [lead.prospect.timezone] if lead.prospect.timezone else []
+        return list(dict.fromkeys([*known, *likely_zones(language_code, self._config.company.markets)]))[:4]
 
     async def _apply(
         self, lead: ChatLead, state: JourneyState | None, given: Input
@@ -607,7 +608,3 @@ def _by_day(offers: list[Offer], zone: ZoneInfo) -> dict[date, list[Offer]]:
     for offer in offers:
         grouped.setdefault(offer.slot.start.astimezone(zone).date(), []).append(offer)
     return grouped
-
-
-def _unique(zones: list[str]) -> list[str]:
-    return list(dict.fromkeys(zones))

@@ -24,7 +24,7 @@ from scheduling import tables
 from scheduling.intervals import Interval
 from scheduling.ports import DueCalendarWrite, DueReminder, FitCheck, SlotTaken
 from scheduling.records import Booking, BookingStatus
-from scheduling.repository import BOOKINGS, BUSY, SqlStore, booked_between
+from scheduling.repository import BOOKINGS, SqlStore, booked_between, busy_between
 
 REMINDERS = tables.metadata.tables[tables.ReminderRow.__tablename__]
 WRITES = tables.metadata.tables[tables.CalendarWriteRow.__tablename__]
@@ -250,13 +250,9 @@ def _surroundings(
 ) -> tuple[list[Interval], list[Interval]]:
     """The expert's busy time and consultations around a meeting, as its fit check needs them."""
     window = Interval(meeting.start - _LOOK_AROUND, meeting.end + _LOOK_AROUND)
-    busy_query = (
-        select(BUSY.c.starts_at, BUSY.c.ends_at)
-        .where(BUSY.c.expert_key == expert_key, BUSY.c.ends_at > window.start, BUSY.c.starts_at < window.end)
-        .order_by(BUSY.c.starts_at)
+    return busy_between(connection, expert_key, window), booked_between(
+        connection, expert_key, window, excluding=excluding
     )
-    busy = [Interval(row.starts_at, row.ends_at) for row in connection.execute(busy_query)]
-    return busy, booked_between(connection, expert_key, window, excluding=excluding)
 
 
 def _schedule(connection: Connection, booking: Booking, reminders: Sequence[datetime]) -> None:

@@ -85,14 +85,18 @@ class SqlAvailabilityStore(SqlStore):
         await self._run(lambda connection: _replace_busy(connection, feed, busy))
 
     async def busy_between(self, expert_key: str, window: Interval) -> list[Interval]:
-        parameters = {"expert_key": expert_key, "window_start": window.start, "window_end": window.end}
-        rows = await self._run(lambda connection: connection.execute(_BUSY_BETWEEN, parameters).all())
-        return [Interval(row.starts_at, row.ends_at) for row in rows]
+        return await self._run(lambda connection: busy_between(connection, expert_key, window))
 
     async def booked_between(
         self, expert_key: str, window: Interval, *, excluding: int | None = None
     ) -> list[Interval]:
         return await self._run(lambda connection: booked_between(connection, expert_key, window, excluding=excluding))
+
+
+def busy_between(connection: Connection, expert_key: str, window: Interval) -> list[Interval]:
+    """The expert's busy intervals from all their feeds that overlap the window, soonest first."""
+    parameters = {"expert_key": expert_key, "window_start": window.start, "window_end": window.end}
+    return [Interval(row.starts_at, row.ends_at) for row in connection.execute(_BUSY_BETWEEN, parameters)]
 
 
 def booked_between(
