@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -262,6 +262,15 @@ def slot_id(offer: Offer) -> str:
     return f"{offer.expert.key}:{offer.slot.start:%Y%m%d%H%M}"
 
 
+def _parse_slot_id(slot: str) -> tuple[str, datetime] | None:
+    """The expert key and UTC start a slot id stands for, or None if it is not one."""
+    key, _, stamp = slot.rpartition(":")
+    try:
+        return key, datetime.strptime(stamp, "%Y%m%d%H%M").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 class BookingJourney:
     """Runs the booking conversation of each chat, keeping its place in the database."""
 
@@ -460,20 +469,25 @@ class BookingJourney:
         return SlotCheck(state.zone or self._config.company.timezone, offer, moving), state
 
     async def _book(self, lead: ChatLead, state: JourneyState, slot: str) -> tuple[Screen, JourneyState]:
+        # The slot was on this chat's confirm screen; the booking transaction checks it against fresh data,
+        # so it is not computed again here.
         moving = await self._moving(state)
-        offer = await self._fresh_offer(state, moving, slot)
-        if offer is None:
+        picked = _parse_slot_id(slot)
+        expert = None if picked is None or picked[0] not in state.experts else self._bookings.expert(picked[0])
+        if picked is None or expert is None:
             return await self._days(lead, state, first=state.page, notice="gone")
+        start = picked[1]
         assert lead.prospect.id is not None
         try:
             if moving is not None and moving.id is not None:
-                booking = await self._bookings.move(moving.id, start=offer.slot.start, prospect_ref=lead.prospect.id)
+                booking = await self._bookings.move(moving.id, start=start, prospect_ref=lead.prospect.id)
             else:
                 booking = await self._bookings.book(
-                    expert_key=offer.expert.key, start=offer.slot.start, attendee=self._attendee(lead, state)
+                    expert_key=expert.key, start=start, attendee=self._attendee(lead, state)
                 )
         except SlotTaken:
-            return await self._days(lead, state, first=state.page, notice="taken")
+            clash = await self._bookings.clashes_with_booking(expert.key, start, excluding=state.moving)
+            return await self._days(lead, state, first=state.page, notice="taken" if clash else "gone")
         except NotBookable as error:
             log.warning("booking refused: %s", error)
             return Refused("unavailable"), state
@@ -481,9 +495,7 @@ class BookingJourney:
             state.moving = None
             return Refused("unknown_booking"), state
         state.stage, state.moving, state.picked = "booked", None, None
-        return Confirmed(
-            booking, offer.expert, self._invite(booking, offer.expert, "REQUEST"), moving is not None
-        ), state
+        return Confirmed(booking, expert, self._invite(booking, expert, "REQUEST"), moving is not None), state
 
     async def _start_move(
         self, lead: ChatLead, state: JourneyState, booking_id: int

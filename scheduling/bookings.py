@@ -171,6 +171,20 @@ class BookingService:
             write_back=expert.key in self._write_back,
         )
 
+    async def clashes_with_booking(self, expert_key: str, start: datetime, *, excluding: int | None = None) -> bool:
+        """Whether a meeting starting at `start` would overlap another confirmed consultation, buffers included.
+
+        Tells "someone else just booked that time" apart from "a calendar event or a rule took it".
+        """
+        meeting = Interval(start, start + self._rules.meeting)
+        blocked = meeting.padded(self._rules.buffer_before, self._rules.buffer_after)
+        # A day back covers any buffer after an earlier consultation, whatever the buffers were when it was booked.
+        upcoming = await self._store.upcoming(since=blocked.start - timedelta(days=1), expert_key=expert_key)
+        return any(
+            booking.id != excluding and Interval(booking.blocked_from, booking.blocked_until).overlaps(blocked)
+            for booking in upcoming
+        )
+
     async def move(self, booking_id: int, *, start: datetime, prospect_ref: int) -> Booking:
         """Move the prospect's consultation to the slot starting at `start` (the same expert, the same UID)."""
         booking = await self._changeable(booking_id, prospect_ref)

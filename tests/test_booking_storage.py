@@ -205,6 +205,26 @@ async def test_buffers_keep_the_quarter_hour_after_a_consultation_free(
     assert _wednesday(9, 15) not in offered
 
 
+async def test_a_refused_time_is_told_apart_as_taken_by_a_consultation_or_by_the_rules(
+    database_url: str, bundled_config: BusinessConfig, clock: FixedClock
+) -> None:
+    """After 10:00 is booked, 10:45 clashes with it through the buffers, 14:00 and a Saturday do not: the
+    prospect is told "just booked by someone else" only when a consultation is the reason."""
+    async with _open(database_url, _config(bundled_config), clock) as services:
+        booking = await _book(services, _wednesday(10), _attendee(1))
+
+        clash_in_buffer = await services.bookings.clashes_with_booking("greta", _wednesday(10, 45))
+        clash_same_time = await services.bookings.clashes_with_booking("greta", _wednesday(10))
+        clash_with_itself = await services.bookings.clashes_with_booking(
+            "greta", _wednesday(10, 15), excluding=booking.id
+        )
+        clash_later = await services.bookings.clashes_with_booking("greta", _wednesday(14))
+        clash_other_expert = await services.bookings.clashes_with_booking("hans", _wednesday(10))
+
+    assert (clash_in_buffer, clash_same_time) == (True, True)
+    assert (clash_with_itself, clash_later, clash_other_expert) == (False, False, False)
+
+
 @pytest.mark.parametrize(
     "start",
     [

@@ -233,3 +233,42 @@ async def test_too_close_to_the_start_a_consultation_cannot_be_changed_and_the_p
     assert "can no longer be changed" in refusal.text
     assert "consultations@meridian-outsourcing.example" in refusal.text
     assert still_booked == [booking]
+
+
+async def _confirm_screen_of_first_free_time(user: FakeUser) -> tuple[str, SentMessage]:
+    """Qualify, pick London, the first day and its first time; the slot and the "Book it" screen."""
+    outcome = await _qualify(user)
+    await user.press(outcome, outcome.button("London"))
+    days = await user.next_screen()
+    await user.press(days, days.buttons()[0][1])
+    times = await user.next_screen()
+    slot = times.buttons()[0][1]
+    await user.press(times, slot)
+    return slot, await user.next_screen()
+
+
+async def test_a_prospect_who_loses_the_race_for_a_time_is_told_and_shown_the_times_still_free(
+    fake: FakeTelegram, bot: RunningBot
+) -> None:
+    """Ada and Bob both reach "Book it" for one time; Ada books first, Bob is told and gets fresh days."""
+    ada = fake.user(6161, first_name="Ada")
+    bob = fake.user(6262, first_name="Bob")
+    ada_slot, ada_check = await _confirm_screen_of_first_free_time(ada)
+    bob_slot, bob_check = await _confirm_screen_of_first_free_time(bob)
+    assert ada_slot == bob_slot
+
+    await ada.press(ada_check, ada_check.button("Book it"))
+    assert "Your consultation is booked" in (await ada.next_message()).text
+    await bob.press(bob_check, bob_check.button("Book it"))
+    fresh = await bob.next_screen()
+
+    assert "just booked by someone else" in fresh.text
+    day_buttons = [data for _, data in fresh.buttons() if data.startswith("dy:")]
+    assert day_buttons
+    await bob.press(fresh, day_buttons[0])
+    times = await bob.next_screen()
+    assert ada_slot not in [data for _, data in times.buttons()]
+    expert_key = ada_slot.split(":")[1]
+    booked = await bot.services.bookings.upcoming_with(expert_key, since=datetime.now(UTC))
+    assert [booking.starts_at for booking in booked] == [_utc_start(ada_slot)]
+    assert await bot.services.bookings.upcoming_for(2) == []
