@@ -58,15 +58,56 @@ class StaffMember(Section):
 
     user_id: StrictInt
     name: Annotated[str, Field(min_length=1, max_length=100)]
+    services: tuple[str, ...] = ()
+    """Service keys or service lines this person takes when leads are routed by service."""
 
 
 class Sales(Section):
-    """Where leads go."""
+    """Where leads go, who works them, and how they are shared out."""
 
     chat_id: StrictInt | None = None
     """The Telegram group or channel that receives lead cards."""
     timezone: TimeZoneName
+    """Consultations on lead cards are shown in this zone."""
     staff: tuple[StaffMember, ...] = ()
+    routing: Literal["none", "round_robin", "by_service"] = "none"
+    """Who a new qualified lead is routed to: nobody (first to claim it), each staff member in turn, or the
+    staff member whose services match the lead's (in turn among them; in turn among all when none match)."""
+    lost_reasons: Annotated[tuple[Annotated[str, Field(min_length=1, max_length=40)], ...], Field(min_length=1)] = (
+        "Price",
+        "Chose another provider",
+        "No budget",
+        "No response",
+        "Not a fit",
+    )
+    """The reasons offered when a lead is marked lost."""
+
+
+class Crm(Section):
+    """Where lead and booking events are POSTed, signed, for the firm's CRM."""
+
+    webhook_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    """No URL: no webhooks."""
+    secret_env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")] = "CRM_WEBHOOK_SECRET"
+    """The environment variable holding the signing secret (kept out of this file)."""
+    max_attempts: Annotated[StrictInt, Field(gt=0, le=100)] = 12
+    """After this many failed deliveries an event is parked as a dead letter (`consultbot outbox`)."""
+    timeout_seconds: Annotated[StrictInt, Field(gt=0, le=120)] = 10
+
+
+class FollowUps(Section):
+    """One nudge of each kind per lead, at most; /stop turns them all off. 0 hours turns a kind off."""
+
+    unfinished_hours: Annotated[StrictInt, Field(ge=0, le=24 * 30)] = 24
+    """A prospect who stopped in the middle of the questionnaire is nudged this long after their last answer."""
+    unbooked_hours: Annotated[StrictInt, Field(ge=0, le=24 * 30)] = 2
+    """A qualified prospect who has not booked is reminded this long after qualifying."""
+    nurture_hours: Annotated[StrictInt, Field(ge=0, le=24 * 30)] = 24
+    """A nurtured prospect gets the resources message this long after finishing."""
+    resources: Annotated[str, Field(min_length=1, max_length=2000)] = (
+        "As promised, some reading for when you plan your outsourcing: our guides and case studies are on our "
+        "website. Whenever you are ready to talk to an expert, send /restart."
+    )
 
 
 class Messages(Section):
@@ -125,6 +166,8 @@ class BusinessConfig(Section):
     slots: SlotRules = SlotRules()
     calendars: Calendars = Calendars()
     booking: Booking = Booking()
+    crm: Crm = Crm()
+    followups: FollowUps = FollowUps()
 
     def questionnaire(self) -> Questionnaire:
         """The questions with catalogue options filled in, and their scoring."""
@@ -174,6 +217,15 @@ def _reference_problems(config: BusinessConfig) -> Iterable[tuple[Location, str]
     experts = [expert.key for expert in config.experts]
     if len(experts) != len(set(experts)):
         yield ("experts",), "expert keys must be unique"
+    lines = {service.line for service in config.services}
+    for index, member in enumerate(config.sales.staff):
+        for unknown in sorted(set(member.services) - services - lines):
+            yield ("sales", "staff", index, "services"), f"{unknown!r} is neither a service key nor a service line"
+    staff_ids = [member.user_id for member in config.sales.staff]
+    if len(staff_ids) != len(set(staff_ids)):
+        yield ("sales", "staff"), "staff user_id values must be unique"
+    if config.sales.routing != "none" and not config.sales.staff:
+        yield ("sales", "routing"), f"{config.sales.routing!r} routing needs sales.staff"
     questions = {question.key for question in config.questions}
     for setting in ("services_question", "name_question", "email_question", "company_question"):
         if getattr(config.booking, setting) not in questions:

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scheduling import tables
 from scheduling.intervals import Interval
-from scheduling.ports import DueCalendarWrite, DueReminder, FitCheck, SlotTaken
+from scheduling.ports import BookingEvent, DueCalendarWrite, DueReminder, FitCheck, SlotTaken
 from scheduling.records import Booking, BookingStatus
 from scheduling.repository import BOOKINGS, SqlStore, booked_between, busy_between
 
@@ -30,6 +30,7 @@ REMINDERS = tables.metadata.tables[tables.ReminderRow.__tablename__]
 WRITES = tables.metadata.tables[tables.CalendarWriteRow.__tablename__]
 CHATS = tables.metadata.tables[tables.BookingChatRow.__tablename__]
 FEEDS = tables.metadata.tables[tables.ExpertFeedRow.__tablename__]
+EVENTS = tables.metadata.tables[tables.BookingEventRow.__tablename__]
 
 _BOOKING_FIELDS = tuple(column.name for column in BOOKINGS.columns if column.name != "id")
 _LOOK_AROUND = timedelta(days=2)
@@ -136,6 +137,13 @@ class SqlBookingStore(SqlStore):
         statement = update(WRITES).where(WRITES.c.id == write_id).values(**values)
         await self._run(lambda connection: connection.execute(statement))
 
+    async def claim_booking_events(self, *, now: datetime, lease: timedelta, limit: int) -> list[BookingEvent]:
+        return await self._run(lambda connection: _claim_events(connection, now, lease, limit))
+
+    async def booking_event_relayed(self, event_id: int, *, now: datetime) -> None:
+        statement = update(EVENTS).where(EVENTS.c.id == event_id).values(relayed_at=now, leased_until=None)
+        await self._run(lambda connection: connection.execute(statement))
+
     async def calendar_writes(self) -> list[dict[str, Any]]:
         query = select(WRITES).order_by(WRITES.c.id)
         return await self._run(lambda connection: [dict(row) for row in connection.execute(query).mappings()])
@@ -180,6 +188,7 @@ def _book(
         raise SlotTaken(booking.expert_key) from error
     stored = replace(booking, id=booking_id)
     _schedule(connection, stored, reminders)
+    _record_event(connection, stored, "created", booking.updated_at or booking.created_at)
     if write_back:
         _queue_write(connection, stored, "create", booking.updated_at or booking.created_at)
     return stored
@@ -218,6 +227,7 @@ def _move(
         raise SlotTaken(current.expert_key) from error
     _drop_reminders(connection, booking_id)
     _schedule(connection, moved, reminders)
+    _record_event(connection, moved, "rescheduled", now, previous=current)
     if write_back:
         _queue_write(connection, moved, "update", now)
     return moved
@@ -234,9 +244,57 @@ def _cancel(connection: Connection, booking_id: int, write_back: bool, now: date
     changes = {name: getattr(cancelled, name) for name in ("status", "sequence", "updated_at", "cancelled_at")}
     connection.execute(update(BOOKINGS).where(BOOKINGS.c.id == booking_id).values(changes))
     _drop_reminders(connection, booking_id)
+    _record_event(connection, cancelled, "cancelled", now)
     if write_back:
         _queue_write(connection, cancelled, "delete", now)
     return cancelled
+
+
+def _record_event(
+    connection: Connection, booking: Booking, kind: str, at: datetime | None, *, previous: Booking | None = None
+) -> None:
+    """Note the change for sales in the same transaction; the bot relays it once (see claim_booking_events)."""
+    assert at is not None
+    detail: dict[str, Any] = {
+        "uid": booking.uid,
+        "expert_key": booking.expert_key,
+        "starts_at": booking.starts_at.isoformat(),
+        "ends_at": booking.ends_at.isoformat(),
+        "status": booking.status,
+        "sequence": booking.sequence,
+    }
+    if previous is not None:
+        detail["previous_starts_at"] = previous.starts_at.isoformat()
+        detail["previous_ends_at"] = previous.ends_at.isoformat()
+    connection.execute(
+        insert(EVENTS).values(booking_id=booking.id, lead_ref=booking.lead_ref, kind=kind, at=at, detail=detail)
+    )
+
+
+def _claim_events(connection: Connection, now: datetime, lease: timedelta, limit: int) -> list[BookingEvent]:
+    due = (
+        select(EVENTS)
+        .where(EVENTS.c.relayed_at.is_(None), or_(EVENTS.c.leased_until.is_(None), EVENTS.c.leased_until < now))
+        .order_by(EVENTS.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = connection.execute(due).mappings().all()
+    if rows:
+        connection.execute(
+            update(EVENTS).where(EVENTS.c.id.in_([row["id"] for row in rows])).values(leased_until=now + lease)
+        )
+    return [
+        BookingEvent(
+            event_id=row["id"],
+            booking_id=row["booking_id"],
+            lead_ref=row["lead_ref"],
+            kind=row["kind"],
+            at=row["at"],
+            detail=dict(row["detail"]),
+        )
+        for row in rows
+    ]
 
 
 def _lock_expert(connection: Connection, expert_key: str) -> None:

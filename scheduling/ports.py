@@ -48,6 +48,20 @@ class SlotTaken(Exception):
 
 
 @dataclass(frozen=True)
+class BookingEvent:
+    """A change of a consultation, for sales: created, rescheduled or cancelled, with the consultation after it."""
+
+    event_id: int
+    booking_id: int
+    lead_ref: int
+    kind: Literal["created", "rescheduled", "cancelled"]
+    at: datetime
+    detail: dict[str, Any]
+    """uid, expert_key, starts_at, ends_at (ISO 8601, UTC), status, sequence; previous_starts_at and
+    previous_ends_at when rescheduled."""
+
+
+@dataclass(frozen=True)
 class DueReminder:
     """A reminder claimed for sending, with the consultation it is about."""
 
@@ -122,6 +136,12 @@ class BookingStore(Protocol):
 
     async def claim_calendar_writes(self, *, now: datetime, lease: timedelta, limit: int) -> list[DueCalendarWrite]:
         """Calendar writes due by `now`, oldest first, claimed for doing."""
+
+    async def claim_booking_events(self, *, now: datetime, lease: timedelta, limit: int) -> list[BookingEvent]:
+        """Changes of consultations not yet relayed to sales, oldest first, claimed for relaying."""
+
+    async def booking_event_relayed(self, event_id: int, *, now: datetime) -> None:
+        """The change has been handed to sales: never claimed again."""
 
     async def finish_calendar_write(
         self, write_id: int, *, outcome: Literal["done", "retry", "dead"], error: str | None, at: datetime

@@ -182,3 +182,22 @@ class ExpertFeedRow(SQLModel, table=True):
     expert_key: str = Field(sa_column=Column(String(24), primary_key=True))
     token: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     created_at: datetime = _instant()
+
+
+class BookingEventRow(SQLModel, table=True):
+    """What happened to a consultation (created, rescheduled, cancelled), written in the same transaction as the
+    change: the bot relays each to sales (card, CRM webhook) once, marking it relayed."""
+
+    __tablename__ = "booking_events"
+    __table_args__ = (Index("ix_booking_events_relayed_at_id", "relayed_at", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    booking_id: int = Field(sa_column=Column(ForeignKey("bookings.id", ondelete="CASCADE"), nullable=False, index=True))
+    lead_ref: int = Field(sa_column=Column(Integer, nullable=False))
+    kind: str = Field(sa_column=Column(String(16), nullable=False))
+    """created, rescheduled or cancelled."""
+    at: datetime = _instant()
+    detail: dict[str, Any] = Field(sa_column=Column(JSONDocument, nullable=False))
+    """The consultation as it is after the change (and, when rescheduled, where it was before)."""
+    leased_until: datetime | None = _instant(nullable=True)
+    relayed_at: datetime | None = _instant(nullable=True)
