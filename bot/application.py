@@ -12,6 +12,7 @@ from telegram.ext import Application, ContextTypes, Defaults, ExtBot, JobQueue
 from bot import handlers, texts
 from bot.handlers.booking import BookingHandlers
 from bot.handlers.qualification import QualificationHandlers
+from bot.handlers.sales import SalesHandlers
 from bot.settings import Settings
 from bot.telegram_io import PerChatUpdateProcessor, RetryAfterLimiter
 from bot.wiring import Services
@@ -52,7 +53,14 @@ def build_application(settings: Settings, services: Services) -> BotApplication:
         .build()
     )
     booking = BookingHandlers(services.journey, services.config, services.clock)
-    handlers.register(application, QualificationHandlers(services.qualification, services.config, booking), booking)
+    config = services.config
+    sales = SalesHandlers(
+        handoff=services.handoff,
+        sales_zone=config.sales.timezone,
+        experts=config.experts,
+        lost_reasons=config.sales.lost_reasons,
+    )
+    handlers.register(application, QualificationHandlers(services.qualification, config, booking), booking, sales)
     return application
 
 

@@ -9,18 +9,22 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
+from telegram import Bot
 from telegram.error import InvalidToken, NetworkError
 
 from bot import console, database, reports, web, workers
+from bot.cards import CardPoster
 from bot.config import BusinessConfig, ConfigError, load_config
+from bot.relay import BookingRelay
 from bot.settings import Settings, load_settings
-from bot.wiring import open_services, utc_now
+from bot.wiring import Services, open_services, utc_now
 from scheduling.feeds import redact, user_agent
 from scheduling.model import Expert
 
@@ -188,6 +192,29 @@ async def _database(command: str, settings: Settings) -> int:
         await engine.dispose()
 
 
+def _sales_workers(services: Services, bot: Bot) -> list[Coroutine[Any, Any, None]]:
+    """The hand-off's background work: relaying consultation changes to sales, and the lead cards."""
+    config = services.config
+    poster = None
+    if config.sales.chat_id is not None:
+        poster = CardPoster(
+            outbox=services.outbox,
+            handoff=services.handoff,
+            bot=bot,
+            chat_id=config.sales.chat_id,
+            sales_zone=config.sales.timezone,
+            experts=config.experts,
+            clock=utc_now,
+        )
+    relay = BookingRelay(
+        bookings=services.booking_store,
+        handoff=services.handoff,
+        clock=utc_now,
+        relayed=(lambda: None) if poster is None else poster.wake,
+    )
+    return [relay.keep_relaying()] + ([] if poster is None else [poster.keep_posting()])
+
+
 async def _serve(settings: Settings, config: BusinessConfig) -> int:
     """Poll Telegram, serve experts' feeds, send reminders and write calendars until SIGINT or SIGTERM; then stop."""
     from bot.application import build_application
@@ -224,6 +251,7 @@ async def _serve(settings: Settings, config: BusinessConfig) -> int:
                         clock=utc_now,
                     ).keep_sending(workers.REMINDER_EVERY),
                 ]
+                background += _sales_workers(services, application.bot)
                 if any(expert.caldav is not None for expert in config.experts):
                     session = aiohttp.ClientSession(headers={"User-Agent": user_agent()})
                     running.push_async_callback(session.close)

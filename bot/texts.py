@@ -298,3 +298,30 @@ def reminder(
     elif contact:
         lines += ["", REMINDER_CHANGE_CONTACT.format(contact=escape(contact))]
     return "\n".join(lines)
+
+
+# Lead cards in the sales chat (bot/cards.py, bot/handlers/sales.py).
+CARD_CLAIM = "🙋 Claim"
+CARD_CONTACTED = "📞 Contacted"
+CARD_WON = "🏆 Won"
+CARD_LOST = "❌ Lost"
+CARD_DISQUALIFY = "🚫 Disqualify"
+CARD_BACK = "◀ Back"
+CARD_NOT_STAFF = "Only the sales team can work leads. Nothing was changed."
+CARD_UNKNOWN = "This lead is not in the pipeline."
+CARD_PICK_REASON = "Why was it lost?"
+CARD_REFUSED = {
+    "already_claimed": "Already claimed by {owner}.",
+    "yours_already": "You have already claimed this lead.",
+    "owned_by_other": "This lead is {owner}'s. Nothing was changed.",
+    "closed": "This lead is closed ({status}). Nothing was changed.",
+    "not_in_pipeline": "This lead is not in the sales pipeline.",
+    "no_reason": "Pick a reason first.",
+}
+CARD_DONE = {
+    "claim": "Claimed: the lead is yours.",
+    "contacted": "Marked as contacted.",
+    "won": "Marked as won. 🎉",
+    "lost": "Marked as lost.",
+    "disqualify": "Disqualified.",
+}

@@ -15,6 +15,10 @@ from bot import database
 from bot.config import BusinessConfig
 from bot.journey import BookingJourney
 from bot.settings import Settings
+from leads.handoff import HandoffRules, HandoffService, QualifiedHandoff
+from leads.handoff_repository import SqlHandoffStore
+from leads.outbox import SqlOutbox
+from leads.pipeline import StaffMember
 from leads.repository import SqlLeadStore
 from leads.service import QualificationService
 from scheduling.booking_repository import SqlBookingStore
@@ -41,6 +45,8 @@ class Services:
     availability: AvailabilityService
     bookings: BookingService
     booking_store: SqlBookingStore
+    handoff: HandoffService
+    outbox: SqlOutbox
     journey: BookingJourney
 
 
@@ -63,7 +69,20 @@ async def open_services(
         # One lock for every store on SQLite's blocking twin engine (none is needed on PostgreSQL).
         one_writer = asyncio.Lock()
         store = SqlLeadStore(transactions, one_writer=one_writer)
-        qualification = QualificationService(store=store, questionnaire=config.questionnaire(), clock=clock)
+        questionnaire = config.questionnaire()
+        rules = handoff_rules(config)
+        qualification = QualificationService(
+            store=store,
+            questionnaire=questionnaire,
+            clock=clock,
+            on_completed=QualifiedHandoff(rules=rules, questionnaire=questionnaire, clock=clock),
+        )
+        handoff = HandoffService(
+            store=SqlHandoffStore(transactions, one_writer=one_writer),
+            questionnaire=questionnaire,
+            rules=rules,
+            clock=clock,
+        )
 
         async def fetch(location: str, validators: Validators) -> FetchResult:
             return await fetch_feed(session, location, validators=validators, limits=limits)
@@ -101,6 +120,8 @@ async def open_services(
             availability=availability,
             bookings=bookings,
             booking_store=booking_store,
+            handoff=handoff,
+            outbox=SqlOutbox(transactions, one_writer=one_writer),
             journey=BookingJourney(
                 qualification=qualification, bookings=bookings, store=booking_store, config=config, clock=clock
             ),
@@ -120,6 +141,19 @@ def sync_policy(config: BusinessConfig) -> SyncPolicy:
         stale_after=timedelta(hours=calendars.stale_after_hours),
         when_stale=calendars.when_stale,
         refresh_after=timedelta(minutes=calendars.refresh_after_minutes),
+    )
+
+
+def handoff_rules(config: BusinessConfig) -> HandoffRules:
+    """The sales and CRM settings of the configuration as the hand-off takes them."""
+    sales = config.sales
+    return HandoffRules(
+        staff=tuple(StaffMember(member.user_id, member.name, member.services) for member in sales.staff),
+        routing=sales.routing,
+        service_lines={service.key: service.line for service in config.services},
+        services_question=config.booking.services_question,
+        cards=sales.chat_id is not None,
+        webhooks=config.crm.webhook_url is not None,
     )
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from leads.model import ConversationId, LeadId, ProspectId
+from leads.outbox import OutboxMessage
+from leads.pipeline import PipelineStatus
 from leads.records import Conversation, Lead, LeadEvent, Prospect
 
 
@@ -17,6 +20,9 @@ class _Tables:
     conversations: dict[str, Conversation] = field(default_factory=dict)
     leads: dict[int, Lead] = field(default_factory=dict)
     events: list[LeadEvent] = field(default_factory=list)
+    handoffs: dict[int, tuple[PipelineStatus, int | None, datetime]] = field(default_factory=dict)
+    """Lead id -> (pipeline, routed rep, when)."""
+    outbox: list[OutboxMessage] = field(default_factory=list)
 
 
 class InMemoryLeadTransaction:
@@ -63,6 +69,25 @@ class InMemoryLeadTransaction:
 
     async def events(self, lead_id: LeadId) -> list[LeadEvent]:
         return [event for event in self._tables.events if event.lead_id == lead_id]
+
+    async def last_routed(self, user_ids: Sequence[int]) -> dict[int, datetime]:
+        last: dict[int, datetime] = {}
+        for _, rep, at in self._tables.handoffs.values():
+            if rep is not None and rep in user_ids and (rep not in last or at > last[rep]):
+                last[rep] = at
+        return last
+
+    async def hand_off(
+        self,
+        lead_id: LeadId,
+        *,
+        pipeline: PipelineStatus,
+        routed_user_id: int | None,
+        messages: list[OutboxMessage],
+        now: datetime,
+    ) -> None:
+        self._tables.handoffs[lead_id] = (pipeline, routed_user_id, now)
+        self._tables.outbox.extend(messages)
 
     async def commit(self) -> None:
         self._store.tables = self._tables

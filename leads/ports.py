@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from typing import Protocol
 
 from leads.model import LeadId, ProspectId
+from leads.outbox import OutboxMessage
+from leads.pipeline import PipelineStatus
 from leads.records import Conversation, Lead, LeadEvent, Prospect
 
 
@@ -30,6 +34,20 @@ class LeadTransaction(Protocol):
     async def add_event(self, event: LeadEvent) -> None: ...
 
     async def events(self, lead_id: LeadId) -> list[LeadEvent]: ...
+
+    async def last_routed(self, user_ids: Sequence[int]) -> dict[int, datetime]:
+        """When each of these sales reps was last routed a lead (reps never routed one are absent)."""
+
+    async def hand_off(
+        self,
+        lead_id: LeadId,
+        *,
+        pipeline: PipelineStatus,
+        routed_user_id: int | None,
+        messages: list[OutboxMessage],
+        now: datetime,
+    ) -> None:
+        """Put a completed lead into the sales pipeline and queue what follows (its card, the CRM event)."""
 
     async def commit(self) -> None: ...
 

@@ -18,7 +18,7 @@ import asyncio
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -32,6 +32,7 @@ from sqlalchemy import (
     RowMapping,
     Table,
     bindparam,
+    func,
     insert,
     select,
     update,
@@ -41,6 +42,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from leads import tables
 from leads.flow import FlowState
 from leads.model import ConversationId, LeadId, ProspectId
+from leads.outbox import OUTBOX, OutboxMessage, outbox_rows
+from leads.pipeline import PipelineStatus
 from leads.records import Conversation, ConversationStatus, Lead, LeadEvent, LeadStatus, Prospect
 from leads.tables import utc_instant
 
@@ -260,11 +263,11 @@ class SqlLeadTransaction:
 
     async def prospect(self, prospect_id: ProspectId) -> Prospect | None:
         row = await self._one(select(PROSPECTS).where(PROSPECTS.c.id == prospect_id))
-        return None if row is None else _prospect(row)
+        return None if row is None else prospect_record(row)
 
     async def prospect_by_telegram_id(self, telegram_user_id: int) -> Prospect | None:
         row = await self._one(select(PROSPECTS).where(PROSPECTS.c.telegram_user_id == telegram_user_id))
-        return None if row is None else _prospect(row)
+        return None if row is None else prospect_record(row)
 
     async def save_prospect(self, prospect: Prospect) -> Prospect:
         values = {k: v for k, v in asdict(prospect).items() if k != "id"}
@@ -298,7 +301,7 @@ class SqlLeadTransaction:
 
     async def lead(self, lead_id: LeadId) -> Lead | None:
         row = await self._one(select(LEADS).where(LEADS.c.id == lead_id))
-        return None if row is None else _lead(row)
+        return None if row is None else lead_record(row)
 
     async def save_lead(self, lead: Lead) -> Lead:
         values = {k: v for k, v in asdict(lead).items() if k != "id"}
@@ -318,6 +321,32 @@ class SqlLeadTransaction:
             LeadEvent(lead_id=LeadId(r["lead_id"]), at=r["at"], kind=r["kind"], actor=r["actor"], detail=r["detail"])
             for r in rows
         ]
+
+    async def last_routed(self, user_ids: Sequence[int]) -> dict[int, datetime]:
+        if not user_ids:
+            return {}
+        query = (
+            select(LEADS.c.routed_user_id.label("rep"), func.max(LEADS.c.completed_at).label("last"))
+            .where(LEADS.c.routed_user_id.in_(list(user_ids)))
+            .group_by(LEADS.c.routed_user_id)
+        )
+        rows = (await self._statements.execute(query)).mappings().all()
+        # SQLite gives the aggregate back as naive text, not through the column's type.
+        return {int(row["rep"]): _aware(row["last"]) for row in rows if row["last"] is not None}
+
+    async def hand_off(
+        self,
+        lead_id: LeadId,
+        *,
+        pipeline: PipelineStatus,
+        routed_user_id: int | None,
+        messages: list[OutboxMessage],
+        now: datetime,
+    ) -> None:
+        values = {"pipeline": pipeline, "routed_user_id": routed_user_id, "pipeline_changed_at": now}
+        await self._statements.execute(update(LEADS).where(LEADS.c.id == lead_id).values(**values))
+        if messages:
+            await self._statements.execute(insert(OUTBOX), outbox_rows(messages, now))
 
     async def commit(self) -> None:
         await self._write()
@@ -381,7 +410,8 @@ class SqlLeadStore:
                 yield SqlLeadTransaction(_InlineStatements(blocking))
 
 
-def _prospect(row: RowMapping) -> Prospect:
+def prospect_record(row: RowMapping) -> Prospect:
+    """A prospects row as a record."""
     return Prospect(
         telegram_user_id=row["telegram_user_id"],
         first_name=row["first_name"],
@@ -407,7 +437,8 @@ def _conversation(row: Row) -> Conversation:
     )
 
 
-def _lead(row: RowMapping) -> Lead:
+def lead_record(row: RowMapping) -> Lead:
+    """A leads row as a record (the questionnaire's side; the pipeline columns are the hand-off store's)."""
     return Lead(
         prospect_id=ProspectId(row["prospect_id"]),
         created_at=row["created_at"],
@@ -420,3 +451,8 @@ def _lead(row: RowMapping) -> Lead:
         completed_at=row["completed_at"],
         id=LeadId(row["id"]),
     )
+
+
+def _aware(value: datetime | str) -> datetime:
+    instant = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)

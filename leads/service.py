@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from typing import Protocol
 
 from leads import flow
 from leads.flow import FlowState, Reply
@@ -64,6 +65,37 @@ class LeadSummary:
     answers: tuple[tuple[str, str], ...]
     """(question label, answer as a person reads it), in questionnaire order."""
     completed_at: datetime | None
+    answer_keys: tuple[str, ...] = ()
+    """The question key of each of `answers`."""
+
+    @property
+    def answers_by_key(self) -> dict[str, tuple[str, str]]:
+        """Question key -> (label, answer as a person reads it)."""
+        return dict(zip(self.answer_keys, self.answers, strict=True))
+
+
+class CompletionHook(Protocol):
+    """What else happens, in the same transaction, when a questionnaire is completed (the hand-off to sales)."""
+
+    async def completed(self, tx: LeadTransaction, lead: Lead) -> None: ...
+
+
+def summarise(lead: Lead, prospect: Prospect, questionnaire: Questionnaire) -> LeadSummary:
+    """Everything sales need to know about a lead, answers as the questionnaire labels them."""
+    assert lead.id is not None
+    asked = [question for question in questionnaire.questions if question.key in lead.answers]
+    return LeadSummary(
+        lead_id=lead.id,
+        prospect=prospect,
+        source=lead.source,
+        status=lead.status,
+        outcome=lead.outcome,
+        score=lead.score,
+        reasons=tuple(Reason(r["text"], r.get("points")) for r in lead.reasons),
+        answers=tuple((question.label, describe_answer(question, lead.answers[question.key])) for question in asked),
+        completed_at=lead.completed_at,
+        answer_keys=tuple(question.key for question in asked),
+    )
 
 
 @dataclass(frozen=True)
@@ -80,10 +112,18 @@ class ChatLead:
 class QualificationService:
     """Runs the questionnaire for any channel, keeping every conversation in the store."""
 
-    def __init__(self, *, store: LeadStore, questionnaire: Questionnaire, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        store: LeadStore,
+        questionnaire: Questionnaire,
+        clock: Clock,
+        on_completed: CompletionHook | None = None,
+    ) -> None:
         self._store = store
         self._questionnaire = questionnaire
         self._clock = clock
+        self._on_completed = on_completed
 
     @property
     def questionnaire(self) -> Questionnaire:
@@ -159,23 +199,7 @@ class QualificationService:
             prospect = None if lead is None else await tx.prospect(lead.prospect_id)
         if lead is None or prospect is None:
             return None
-        answers = tuple(
-            (question.label, describe_answer(question, lead.answers[question.key]))
-            for question in self._questionnaire.questions
-            if question.key in lead.answers
-        )
-        reasons = tuple(Reason(r["text"], r.get("points")) for r in lead.reasons)
-        return LeadSummary(
-            lead_id=lead_id,
-            prospect=prospect,
-            source=lead.source,
-            status=lead.status,
-            outcome=lead.outcome,
-            score=lead.score,
-            reasons=reasons,
-            answers=answers,
-            completed_at=lead.completed_at,
-        )
+        return summarise(lead, prospect, self._questionnaire)
 
     async def chat_lead(self, chat_key: str) -> ChatLead | None:
         """The chat's latest lead and its prospect; None if the chat never started the questionnaire."""
@@ -264,6 +288,8 @@ class QualificationService:
         await tx.add_event(LeadEvent(lead_id, now, "completed", "prospect", {}))
         detail = {"score": assessment.score, "reasons": lead.reasons}
         await tx.add_event(LeadEvent(lead_id, now, lead.outcome, "system", detail))
+        if self._on_completed is not None:
+            await self._on_completed.completed(tx, lead)
 
     async def _close_lead(self, tx: LeadTransaction, lead_id: LeadId, status: str, *, actor: str) -> None:
         lead = await tx.lead(lead_id)

@@ -140,10 +140,6 @@ class SqlBookingStore(SqlStore):
     async def claim_booking_events(self, *, now: datetime, lease: timedelta, limit: int) -> list[BookingEvent]:
         return await self._run(lambda connection: _claim_events(connection, now, lease, limit))
 
-    async def booking_event_relayed(self, event_id: int, *, now: datetime) -> None:
-        statement = update(EVENTS).where(EVENTS.c.id == event_id).values(relayed_at=now, leased_until=None)
-        await self._run(lambda connection: connection.execute(statement))
-
     async def calendar_writes(self) -> list[dict[str, Any]]:
         query = select(WRITES).order_by(WRITES.c.id)
         return await self._run(lambda connection: [dict(row) for row in connection.execute(query).mappings()])
@@ -295,6 +291,25 @@ def _claim_events(connection: Connection, now: datetime, lease: timedelta, limit
         )
         for row in rows
     ]
+
+
+class AlreadyRelayed(Exception):
+    """Another relayer handed this booking event over first; its transaction must roll back."""
+
+
+def mark_event_relayed(connection: Connection, event_id: int, now: datetime) -> None:
+    """Mark a booking event relayed inside the relayer's transaction; AlreadyRelayed if it was.
+
+    On PostgreSQL the UPDATE waits for a concurrent relayer's lock and then sees its relayed_at, so of two
+    relayers of one event exactly one commits.
+    """
+    marked = connection.execute(
+        update(EVENTS)
+        .where(EVENTS.c.id == event_id, EVENTS.c.relayed_at.is_(None))
+        .values(relayed_at=now, leased_until=None)
+    )
+    if marked.rowcount != 1:
+        raise AlreadyRelayed(event_id)
 
 
 def _lock_expert(connection: Connection, expert_key: str) -> None:

@@ -140,9 +140,6 @@ class BookingStore(Protocol):
     async def claim_booking_events(self, *, now: datetime, lease: timedelta, limit: int) -> list[BookingEvent]:
         """Changes of consultations not yet relayed to sales, oldest first, claimed for relaying."""
 
-    async def booking_event_relayed(self, event_id: int, *, now: datetime) -> None:
-        """The change has been handed to sales: never claimed again."""
-
     async def finish_calendar_write(
         self, write_id: int, *, outcome: Literal["done", "retry", "dead"], error: str | None, at: datetime
     ) -> None:

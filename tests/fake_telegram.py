@@ -753,6 +753,50 @@ class FakeUser:
         return [dict(answer) for user_id, answer in self._server._callback_answers if user_id == self.id]
 
 
+class FakeGroup(FakeUser):
+    """A supergroup the bot is a member of (the sales chat): members write and press buttons in it."""
+
+    def __init__(self, server: FakeTelegram, chat_id: int, *, title: str) -> None:
+        super().__init__(server, chat_id, first_name=title, last_name=None, username=None, language_code=None)
+        self.title = title
+
+    def chat_api(self) -> dict[str, Any]:
+        return {"id": self.id, "type": "supergroup", "title": self.title}
+
+    async def send_text_as(self, member: FakeUser, text: str) -> dict[str, Any]:
+        """Enqueue a message `member` writes in the group."""
+        message_id = self._server._chat(self.id).take_message_id()
+        self._server._chat(self.id).user_messages.add(message_id)
+        message: dict[str, Any] = {
+            "message_id": message_id,
+            "from": member.to_api(),
+            "chat": self.chat_api(),
+            "date": int(time.time()),
+            "text": text,
+        }
+        command = _BOT_COMMAND.match(text)
+        if command is not None:
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command.group(0))}]
+        return self._server.enqueue_update("message", message)
+
+    async def press_as(
+        self, member: FakeUser, message: SentMessage, callback_data: str, *, forge: bool = False
+    ) -> dict[str, Any]:
+        """Enqueue `member`'s press of a button on one of the bot's messages in the group."""
+        if message.chat_id != self.id:
+            raise AssertionError(f"message {message.message_id} is in chat {message.chat_id}, not {self.id}")
+        if not forge and callback_data not in [data for _, data in message.buttons() if data]:
+            raise AssertionError(f"message {message.describe()} has no button with callback_data {callback_data!r}")
+        query = {
+            "id": self._server._new_callback_query(member.id),
+            "from": member.to_api(),
+            "message": self._server._message_api(message),
+            "chat_instance": str(self.id),
+            "data": callback_data,
+        }
+        return self._server.enqueue_update("callback_query", query)
+
+
 class FakeTelegram(LocalServer):
     """An aiohttp server speaking the Bot API subset the bot uses, with Telegram's own rejections."""
 
@@ -837,6 +881,15 @@ class FakeTelegram(LocalServer):
             self._users[user_id] = user
             self._chats[user_id] = _Chat(user)
         return self._users[user_id]
+
+    def group(self, chat_id: int, *, title: str = "Sales") -> FakeGroup:
+        """The supergroup with this (negative) id, created on first use; the bot is a member and may write to it."""
+        if chat_id not in self._chats:
+            group = FakeGroup(self, chat_id, title=title)
+            self._chats[chat_id] = _Chat(group)
+        found = self._chats[chat_id].user
+        assert isinstance(found, FakeGroup)
+        return found
 
     def rejected(self) -> list[ApiCall]:
         """Calls that got an error response."""

@@ -20,6 +20,8 @@ from bot import texts
 from bot.booking_view import CALLBACK_PATTERN
 from bot.handlers.booking import BookingHandlers
 from bot.handlers.qualification import QualificationHandlers
+from bot.handlers.sales import CALLBACK_PATTERN as SALES_PATTERN
+from bot.handlers.sales import SalesHandlers
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +30,9 @@ def register(
     application: Application[Any, Any, Any, Any, Any, Any],
     qualification: QualificationHandlers,
     booking: BookingHandlers,
+    sales: SalesHandlers | None = None,
 ) -> None:
-    """Route prospects' private messages and button presses to the handlers."""
+    """Route prospects' private messages, and prospects' and sales staff's button presses, to the handlers."""
     private = filters.ChatType.PRIVATE
     new_message = filters.UpdateType.MESSAGE & private
     application.add_handler(CommandHandler("start", qualification.on_start, filters=private))
@@ -39,6 +42,8 @@ def register(
     application.add_handler(CommandHandler("privacy", qualification.on_privacy, filters=private))
     application.add_handler(CommandHandler("mybookings", booking.on_my_bookings, filters=private))
     application.add_handler(CommandHandler("timezone", booking.on_timezone, filters=private))
+    if sales is not None:
+        application.add_handler(CallbackQueryHandler(sales.on_button, pattern=SALES_PATTERN))
     application.add_handler(CallbackQueryHandler(booking.on_button, pattern=CALLBACK_PATTERN))
     application.add_handler(CallbackQueryHandler(qualification.on_button))
     application.add_handler(MessageHandler(new_message & filters.TEXT & ~filters.COMMAND, qualification.on_text))
