@@ -331,8 +331,8 @@ class SqlLeadTransaction:
             .group_by(LEADS.c.routed_user_id)
         )
         rows = (await self._statements.execute(query)).mappings().all()
-        # SQLite gives the aggregate back as naive text, not through the column's type.
-        return {int(row["rep"]): _aware(row["last"]) for row in rows if row["last"] is not None}
+        # max() keeps the column's type, so the instants come back aware and in UTC on both databases.
+        return {int(row["rep"]): row["last"] for row in rows if row["last"] is not None}
 
     async def hand_off(
         self,
@@ -452,7 +452,3 @@ def lead_record(row: RowMapping) -> Lead:
         id=LeadId(row["id"]),
     )
 
-
-def _aware(value: datetime | str) -> datetime:
-    instant = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)

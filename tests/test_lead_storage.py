@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -11,9 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
 from leads import flow
+from leads.handoff import HandoffRules, QualifiedHandoff
 from leads.model import LeadId, Questionnaire
+from leads.pipeline import StaffMember, route
 from leads.records import LeadEvent
-from leads.repository import SqlLeadStore
+from leads.repository import LEADS, SqlLeadStore
 from leads.service import Ignored, QualificationService, Turn, Visitor
 from leads.tables import LeadEventRow
 from tests.conftest import FixedClock
@@ -250,3 +253,50 @@ async def test_a_connection_lost_mid_update_is_not_handed_out_again(
 
     # The pool hands out its connections in turn: the dead one would come up within these answers.
     await _answer_all(service, "tg:4242", QUALIFYING_ANSWERS[:4], first_update=2)
+
+
+async def test_qualified_leads_are_routed_to_sales_reps_in_turn(
+    store_engine: AsyncEngine | Engine, engine: AsyncEngine, questionnaire: Questionnaire, clock: FixedClock
+) -> None:
+    """Round robin: each new qualified lead goes to the rep who has gone longest without one, never-routed first."""
+    reps = (StaffMember(1, "Priya Raman"), StaffMember(2, "Tom Becker"))
+    rules = HandoffRules(staff=reps, routing="round_robin")
+    service = QualificationService(
+        store=SqlLeadStore(store_engine, one_writer=None),
+        questionnaire=questionnaire,
+        clock=clock,
+        on_completed=QualifiedHandoff(rules=rules, questionnaire=questionnaire, clock=clock),
+    )
+    for number in range(3):
+        chat_key = f"tg:{5000 + number}"
+        visitor = Visitor(telegram_user_id=5000 + number, first_name=f"Prospect {number}")
+        await service.begin(chat_key=chat_key, visitor=visitor, update_id=1)
+        await _answer_all(service, chat_key, QUALIFYING_ANSWERS, first_update=2)
+        await service.respond(chat_key=chat_key, given=flow.Confirm(), update_id=100)
+        clock.now += timedelta(minutes=1)
+
+    query = select(LEADS.c.routed_user_id).order_by(LEADS.c.id)
+    async with engine.connect() as connection:
+        routed = [row.routed_user_id for row in await connection.execute(query)]
+
+    assert routed == [1, 2, 1]
+
+
+def test_routing_by_service_prefers_the_reps_whose_lines_match_and_takes_them_in_turn() -> None:
+    """By service: a back-office lead goes to the back-office reps in turn; a lead nobody covers goes to anyone."""
+    priya = StaffMember(1, "Priya", ("back_office",))
+    tom = StaffMember(2, "Tom", ("front_office",))
+    ana = StaffMember(3, "Ana", ("hr",))
+    lines = {"hr": "back_office", "payments": "front_office", "lpo": "lpo"}
+    earlier = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+    def routed(services: tuple[str, ...], last: dict[int, datetime]) -> str | None:
+        found = route((priya, tom, ana), "by_service", services=services, service_lines=lines, last_routed=last)
+        return None if found is None else found.name
+
+    assert routed(("hr",), {}) == "Priya"
+    assert routed(("hr",), {1: earlier}) == "Ana"
+    assert routed(("hr",), {1: earlier, 3: earlier + timedelta(minutes=1)}) == "Priya"
+    assert routed(("payments",), {2: earlier}) == "Tom"
+    assert routed(("lpo",), {1: earlier, 2: earlier}) == "Ana"
+    assert route((priya, tom), "none", services=("hr",), service_lines=lines, last_routed={}) is None
