@@ -4,7 +4,6 @@ cards from the outbox."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -18,7 +17,7 @@ from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
 from bot import texts
 from bot.texts import escape, shorten
-from bot.workers import retry_delay
+from bot.workers import keep_doing, retry_delay
 from leads.handoff import HandoffService, LeadCard
 from leads.model import LeadId
 from leads.outbox import DueMessage, SqlOutbox
@@ -200,14 +199,7 @@ class CardPoster:
 
     async def keep_posting(self, every: timedelta = CARD_EVERY) -> None:
         """Post due cards now, then whenever woken or once per `every`, until cancelled."""
-        while True:
-            self._wake.clear()
-            try:
-                await self.post_due()
-            except Exception:
-                log.exception("posting lead cards failed; trying again in %s", every)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), every.total_seconds())
+        await keep_doing(self.post_due, every=every, what="posting lead cards", wake=self._wake)
 
     async def _show(self, lead_id: int | None, jobs: list[DueMessage]) -> int:
         card = None if lead_id is None else await self._handoff.card(LeadId(lead_id))

@@ -8,7 +8,6 @@ row to the next claim after the lease; two relayers of one row cannot both commi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -16,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from bot.workers import keep_doing
 from leads.handoff import BookingNews, Consultation, HandoffService
 from leads.model import LeadId
 from scheduling.booking_repository import AlreadyRelayed, mark_event_relayed
@@ -65,14 +65,7 @@ class BookingRelay:
 
     async def keep_relaying(self, every: timedelta = RELAY_EVERY) -> None:
         """Relay now, then whenever woken or once per `every`, until cancelled."""
-        while True:
-            self._wake.clear()
-            try:
-                await self.relay_due()
-            except Exception:
-                log.exception("relaying booking changes failed; trying again in %s", every)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), every.total_seconds())
+        await keep_doing(self.relay_due, every=every, what="relaying booking changes", wake=self._wake)
 
     async def _relay(self, event: BookingEvent) -> int:
         now = self._clock()

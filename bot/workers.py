@@ -8,10 +8,11 @@ twice (at least once, never lost), never zero times.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -49,6 +50,28 @@ RETRY_JITTER = 0.2
 
 NO_EMAIL = "consultations@consultbot.invalid"
 """The organizer of an expert's events when neither they nor the company have an e-mail address (.invalid: RFC 2606)."""
+
+
+async def keep_doing(
+    work: Callable[[], Awaitable[object]], *, every: timedelta, what: str, wake: asyncio.Event | None = None
+) -> None:
+    """Do `work` now, then again whenever `wake` is set or once per `every`, until cancelled.
+
+    A failure (a database hiccup, say) is logged and tried again next round: it must not end the work for the life
+    of the process.
+    """
+    while True:
+        if wake is not None:
+            wake.clear()
+        try:
+            await work()
+        except Exception:
+            log.exception("%s failed; trying again in %s", what, every)
+        if wake is None:
+            await asyncio.sleep(every.total_seconds())
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), every.total_seconds())
 
 
 def fallback_email(config: BusinessConfig) -> str:
@@ -98,13 +121,7 @@ class ReminderSender:
 
     async def keep_sending(self, every: timedelta = REMINDER_EVERY) -> None:
         """Send due reminders now and then once per `every`, until cancelled."""
-        while True:
-            try:
-                await self.send_due()
-            except Exception:
-                # A database hiccup must not end reminders for the life of the process.
-                log.exception("sending reminders failed; trying again in %s", every)
-            await asyncio.sleep(every.total_seconds())
+        await keep_doing(self.send_due, every=every, what="sending reminders")
 
     async def _send_batch(self, claimed: Sequence[DueReminder]) -> int:
         sent = 0
@@ -283,12 +300,7 @@ class CalendarWriter:
 
     async def keep_writing(self, every: timedelta = CALENDAR_WRITE_EVERY) -> None:
         """Do due calendar writes now and then once per `every`, until cancelled."""
-        while True:
-            try:
-                await self.write_due()
-            except Exception:
-                log.exception("writing to calendars failed; trying again in %s", every)
-            await asyncio.sleep(every.total_seconds())
+        await keep_doing(self.write_due, every=every, what="writing to calendars")
 
     async def _write(self, write: DueCalendarWrite) -> Literal["done", "retry", "dead"]:
         booking = write.booking

@@ -7,13 +7,11 @@ write the pipeline columns, each with an UPDATE of those columns alone.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, RowMapping, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Connection, RowMapping, insert, select, update
 
 from leads.handoff import BookingNews, Consultation, Handoff
 from leads.model import LeadId
@@ -21,18 +19,13 @@ from leads.outbox import OutboxMessage, enqueue
 from leads.pipeline import Pipeline, PipelineStatus, Refused
 from leads.records import Lead, Prospect
 from leads.repository import LEAD_EVENTS, LEADS, PROSPECTS, lead_record, prospect_record
-
-Result = TypeVar("Result")
+from leads.sql_store import SqlStore
 
 _BOOKING_EVENT_KIND = {"created": "booked", "rescheduled": "rescheduled", "cancelled": "booking_cancelled"}
 
 
-class SqlHandoffStore:
+class SqlHandoffStore(SqlStore):
     """The hand-off store on SQLAlchemy Core."""
-
-    def __init__(self, engine: AsyncEngine | Engine, *, one_writer: asyncio.Lock | None = None) -> None:
-        self._engine = engine
-        self._one_writer = one_writer or asyncio.Lock()
 
     async def lead(self, lead_id: LeadId) -> tuple[Lead, Prospect, Handoff] | None:
         return await self._run(lambda connection: _lead(connection, lead_id, for_update=False))
@@ -56,14 +49,6 @@ class SqlHandoffStore:
         self, news: BookingNews, messages: list[OutboxMessage], *, also: Callable[[Any], None]
     ) -> None:
         await self._run(lambda connection: _record_booking(connection, news, messages, also))
-
-    async def _run(self, work: Callable[[Connection], Result]) -> Result:
-        if isinstance(self._engine, AsyncEngine):
-            async with self._engine.begin() as connection:
-                return await connection.run_sync(work)
-        async with self._one_writer:
-            with self._engine.begin() as connection:
-                return work(connection)
 
 
 def _lead(connection: Connection, lead_id: LeadId, *, for_update: bool) -> tuple[Lead, Prospect, Handoff] | None:

@@ -7,16 +7,15 @@ out. Delivery is therefore at least once; the receiver deduplicates by the idemp
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, RowMapping, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Connection, RowMapping, func, insert, or_, select, update
 
 from leads import tables
+from leads.sql_store import SqlStore
 
 OUTBOX = tables.metadata.tables[tables.OutboxRow.__tablename__]
 
@@ -91,19 +90,12 @@ class OutboxEntry:
     done_at: datetime | None
 
 
-Result = TypeVar("Result")
-
-
-class SqlOutbox:
+class SqlOutbox(SqlStore):
     """The outbox table: claim due messages under a lease, record how each went, and revive dead letters.
 
     Each operation is one transaction, written as a plain function of a connection: PostgreSQL runs it on the async
     engine; SQLite runs it inline on the blocking twin engine, holding the lock every store on that engine shares.
     """
-
-    def __init__(self, engine: AsyncEngine | Engine, *, one_writer: asyncio.Lock | None = None) -> None:
-        self._engine = engine
-        self._one_writer = one_writer or asyncio.Lock()
 
     async def claim(self, destination: str, *, now: datetime, lease: timedelta, limit: int) -> list[DueMessage]:
         """Lease up to `limit` due messages of `destination`, oldest first, counting the attempt."""
@@ -149,14 +141,6 @@ class SqlOutbox:
         if message_ids is not None:
             statement = statement.where(OUTBOX.c.id.in_(list(message_ids)))
         return await self._run(lambda connection: connection.execute(statement).rowcount)
-
-    async def _run(self, work: Callable[[Connection], Result]) -> Result:
-        if isinstance(self._engine, AsyncEngine):
-            async with self._engine.begin() as connection:
-                return await connection.run_sync(work)
-        async with self._one_writer:
-            with self._engine.begin() as connection:
-                return work(connection)
 
 
 def _claim(connection: Connection, destination: str, now: datetime, lease: timedelta, limit: int) -> list[DueMessage]:

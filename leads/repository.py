@@ -451,4 +451,3 @@ def lead_record(row: RowMapping) -> Lead:
         completed_at=row["completed_at"],
         id=LeadId(row["id"]),
     )
-

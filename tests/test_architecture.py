@@ -14,6 +14,7 @@ PURE_MODULES = [
     "leads.flow",
     "leads.scoring",
     "leads.records",
+    "leads.pipeline",
     "scheduling.model",
     "scheduling.intervals",
     "scheduling.slots",
