@@ -122,6 +122,8 @@ HELP = """<b>{company}</b> assistant: tell us about the processes you want to ou
 /mybookings: your consultations, to reschedule or cancel
 /timezone: change your time zone
 /privacy: what we store about you and why
+/mydata: a copy of everything we store about you
+/forget: erase your personal data
 /help: this message"""
 
 PRIVACY = """<b>Your data at {company}</b>
@@ -132,7 +134,7 @@ PRIVACY = """<b>Your data at {company}</b>
 
 <b>How long:</b> as long as your enquiry is active, and at most one year after your last contact, after which it is anonymised.
 
-<b>Your rights:</b> to see, correct or erase your data, write to {contact}."""
+<b>Your rights:</b> /mydata sends you a copy of everything we store about you; /forget erases your personal data and cancels your coming consultations. For anything else, such as a correction, write to {contact}."""
 
 COMMANDS = {
     "start": "Begin, or continue where you left off",
@@ -141,6 +143,8 @@ COMMANDS = {
     "mybookings": "Your consultations: reschedule or cancel",
     "timezone": "Change your time zone",
     "privacy": "What we store about you and why",
+    "mydata": "A copy of everything we store about you",
+    "forget": "Erase your personal data",
     "help": "What this bot can do",
 }
 
@@ -325,3 +329,15 @@ CARD_DONE = {
     "lost": "Marked as lost.",
     "disqualify": "Disqualified.",
 }
+
+
+NO_DATA = "We hold no personal data about you."
+MY_DATA_CAPTION = "Everything {company} stores about you, as JSON."
+FORGET_ASK = """<b>Erase your personal data?</b>
+
+We will erase your name, username, contact details and everything you typed, and cancel {consultations}. Only anonymous counts stay behind. This cannot be undone."""
+FORGET_NO_CONSULTATIONS = "nothing else: you have no consultations coming up"
+FORGET_YES = "Yes, erase my data"
+FORGET_NO = "No, keep it"
+FORGET_KEPT = "Nothing was erased."
+FORGET_DONE = "Your personal data is erased{cancelled}. If you write to us again, we start afresh."

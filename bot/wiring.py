@@ -14,11 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot import database
 from bot.config import BusinessConfig
 from bot.journey import BookingJourney
+from bot.privacy import PrivacyService
 from bot.settings import Settings
 from leads.handoff import HandoffRules, HandoffService, QualifiedHandoff
 from leads.handoff_repository import SqlHandoffStore
 from leads.outbox import SqlOutbox
 from leads.pipeline import StaffMember
+from leads.privacy_repository import ErasureNotices, SqlPrivacyStore
 from leads.repository import SqlLeadStore
 from leads.service import QualificationService
 from scheduling.booking_repository import SqlBookingStore
@@ -48,6 +50,7 @@ class Services:
     handoff: HandoffService
     outbox: SqlOutbox
     journey: BookingJourney
+    privacy: PrivacyService
 
 
 @asynccontextmanager
@@ -124,6 +127,14 @@ async def open_services(
             outbox=SqlOutbox(transactions, one_writer=one_writer),
             journey=BookingJourney(
                 qualification=qualification, bookings=bookings, store=booking_store, config=config, clock=clock
+            ),
+            privacy=PrivacyService(
+                leads=SqlPrivacyStore(transactions, one_writer=one_writer),
+                bookings=booking_store,
+                questionnaire=questionnaire,
+                notices=ErasureNotices(cards=rules.cards, webhooks=rules.webhooks),
+                write_back=[expert.key for expert in config.experts if expert.caldav is not None],
+                clock=clock,
             ),
         )
     finally:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, Engine, RowMapping, func, insert, or_, select, text, update
+from sqlalchemy import Connection, Engine, RowMapping, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -103,6 +103,21 @@ class SqlBookingStore(SqlStore):
     async def set_attendee_zone(self, prospect_ref: int, zone: str) -> None:
         statement = update(BOOKINGS).where(BOOKINGS.c.prospect_ref == prospect_ref).values(attendee_zone=zone)
         await self._run(lambda connection: connection.execute(statement))
+
+    async def personal_data(self, prospect_ref: int) -> list[dict[str, Any]]:
+        """The prospect's consultations, every state, with their reminders, as plain JSON values."""
+        return await self._run(lambda connection: _personal_data(connection, prospect_ref))
+
+    async def erase_attendee(
+        self, prospect_ref: int, *, chat_key: str, write_back: Collection[str], now: datetime
+    ) -> list[Booking]:
+        """Cancel the prospect's consultations that have not started and remove them from every consultation.
+
+        Returns the cancelled ones. Cancelling is not bound by the change cut-off: the prospect is withdrawing
+        from the firm, not rescheduling. Past consultations stay booked but anonymous, and those published to an
+        expert's CalDAV collection are written again so the expert's copy loses the name and address too.
+        """
+        return await self._run(lambda connection: _erase_attendee(connection, prospect_ref, chat_key, write_back, now))
 
     async def claim_reminders(self, *, now: datetime, lease: timedelta, limit: int) -> list[DueReminder]:
         return await self._run(lambda connection: _claim_reminders(connection, now, lease, limit))
@@ -244,6 +259,64 @@ def _cancel(connection: Connection, booking_id: int, write_back: bool, now: date
     if write_back:
         _queue_write(connection, cancelled, "delete", now)
     return cancelled
+
+
+ERASED_ATTENDEE = "Erased prospect"
+"""The name an erased prospect's consultations keep: the column is required, and the expert must see why."""
+
+
+def _erase_attendee(
+    connection: Connection, prospect_ref: int, chat_key: str, write_back: Collection[str], now: datetime
+) -> list[Booking]:
+    of_prospect = BOOKINGS.c.prospect_ref == prospect_ref
+    future = connection.execute(
+        select(BOOKINGS.c.id).where(of_prospect, BOOKINGS.c.status == "confirmed", BOOKINGS.c.starts_at > now)
+    ).scalars()
+    upcoming = sorted(_bookings(connection, list(future)).values(), key=lambda booking: booking.starts_at)
+    cancelled = [
+        _cancel(connection, booking.id, booking.expert_key in write_back, now)
+        for booking in upcoming
+        if booking.id is not None
+    ]
+    anonymous = {
+        "attendee_name": ERASED_ATTENDEE,
+        "attendee_email": None,
+        "attendee_zone": "UTC",
+        "company": None,
+        "chat_id": None,
+        "updated_at": now,
+    }
+    connection.execute(update(BOOKINGS).where(of_prospect).values(anonymous))
+    connection.execute(delete(CHATS).where(CHATS.c.chat_key == chat_key))
+    held = connection.execute(
+        select(BOOKINGS).where(of_prospect, BOOKINGS.c.status == "confirmed", BOOKINGS.c.expert_key.in_(write_back))
+    ).mappings()
+    for row in held:
+        _queue_write(connection, _record(row), "update", now)
+    return cancelled
+
+
+def _personal_data(connection: Connection, prospect_ref: int) -> list[dict[str, Any]]:
+    rows = connection.execute(
+        select(BOOKINGS).where(BOOKINGS.c.prospect_ref == prospect_ref).order_by(BOOKINGS.c.starts_at)
+    ).mappings()
+    documents = []
+    for row in rows:
+        reminders = connection.execute(
+            select(REMINDERS.c.due_at, REMINDERS.c.status, REMINDERS.c.sent_at)
+            .where(REMINDERS.c.booking_id == row["id"])
+            .order_by(REMINDERS.c.due_at)
+        ).mappings()
+        document = {
+            key: _json(value) for key, value in row.items() if key not in {"id", "blocked_from", "blocked_until"}
+        }
+        document["reminders"] = [{key: _json(value) for key, value in reminder.items()} for reminder in reminders]
+        documents.append(document)
+    return documents
+
+
+def _json(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def _record_event(

@@ -19,6 +19,8 @@ from telegram.ext import (
 from bot import texts
 from bot.booking_view import CALLBACK_PATTERN
 from bot.handlers.booking import BookingHandlers
+from bot.handlers.privacy import CALLBACK_PATTERN as PRIVACY_PATTERN
+from bot.handlers.privacy import PrivacyHandlers
 from bot.handlers.qualification import QualificationHandlers
 from bot.handlers.sales import CALLBACK_PATTERN as SALES_PATTERN
 from bot.handlers.sales import SalesHandlers
@@ -31,6 +33,8 @@ def register(
     qualification: QualificationHandlers,
     booking: BookingHandlers,
     sales: SalesHandlers | None = None,
+    *,
+    privacy: PrivacyHandlers | None = None,
 ) -> None:
     """Route prospects' private messages, and prospects' and sales staff's button presses, to the handlers."""
     private = filters.ChatType.PRIVATE
@@ -42,6 +46,10 @@ def register(
     application.add_handler(CommandHandler("privacy", qualification.on_privacy, filters=private))
     application.add_handler(CommandHandler("mybookings", booking.on_my_bookings, filters=private))
     application.add_handler(CommandHandler("timezone", booking.on_timezone, filters=private))
+    if privacy is not None:
+        application.add_handler(CommandHandler("mydata", privacy.on_my_data, filters=private))
+        application.add_handler(CommandHandler("forget", privacy.on_forget, filters=private))
+        application.add_handler(CallbackQueryHandler(privacy.on_button, pattern=PRIVACY_PATTERN))
     if sales is not None:
         application.add_handler(CallbackQueryHandler(sales.on_button, pattern=SALES_PATTERN))
     application.add_handler(CallbackQueryHandler(booking.on_button, pattern=CALLBACK_PATTERN))
