@@ -75,6 +75,9 @@ def _card_html(card: LeadCard, *, sales_zone: str, experts: Mapping[str, Expert]
     score = "none" if summary.score is None else str(summary.score)
     lines = [f"<b>Lead #{summary.lead_id}</b> · {_STATUS_LABEL[status]} · score {score}"]
     contact = escape(prospect.display_name)
+    if prospect.telegram_user_id is None and prospect.channel == "telegram":
+        # Only erasure (/forget, or the retention period) takes a Telegram prospect's id away.
+        contact = "<i>personal data erased at the prospect's request or after the retention period</i>"
     if prospect.telegram_user_id is not None:
         contact += f' · <a href="tg://user?id={prospect.telegram_user_id}">Telegram</a>'
     if prospect.username:

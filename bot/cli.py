@@ -215,6 +215,21 @@ def _sales_workers(services: Services, bot: Bot) -> list[Coroutine[Any, Any, Non
     return [relay.keep_relaying()] + ([] if poster is None else [poster.keep_posting()])
 
 
+def _privacy_workers(services: Services) -> list[Coroutine[Any, Any, None]]:
+    """Anonymising prospects inactive for longer than the configured retention, if one is set."""
+    days = services.config.privacy.retention_days
+    if days == 0:
+        return []
+    retention = timedelta(days=days)
+    return [
+        workers.keep_doing(
+            lambda: services.privacy.anonymise_inactive(retention=retention),
+            every=workers.RETENTION_EVERY,
+            what="anonymising inactive prospects",
+        )
+    ]
+
+
 async def _serve(settings: Settings, config: BusinessConfig) -> int:
     """Poll Telegram, serve experts' feeds, send reminders and write calendars until SIGINT or SIGTERM; then stop."""
     from bot.application import build_application
@@ -252,6 +267,7 @@ async def _serve(settings: Settings, config: BusinessConfig) -> int:
                     ).keep_sending(workers.REMINDER_EVERY),
                 ]
                 background += _sales_workers(services, application.bot)
+                background += _privacy_workers(services)
                 if any(expert.caldav is not None for expert in config.experts):
                     session = aiohttp.ClientSession(headers={"User-Agent": user_agent()})
                     running.push_async_callback(session.close)

@@ -95,6 +95,13 @@ class Crm(Section):
     timeout_seconds: Annotated[StrictInt, Field(gt=0, le=120)] = 10
 
 
+class Privacy(Section):
+    """How long personal data is kept."""
+
+    retention_days: Annotated[StrictInt, Field(ge=0, le=3650)] = 365
+    """A prospect none of whose leads changed for this long is anonymised; 0 keeps data until /forget."""
+
+
 class FollowUps(Section):
     """One nudge of each kind per lead, at most; /stop turns them all off. 0 hours turns a kind off."""
 
@@ -168,6 +175,7 @@ class BusinessConfig(Section):
     booking: Booking = Booking()
     crm: Crm = Crm()
     followups: FollowUps = FollowUps()
+    privacy: Privacy = Privacy()
 
     def questionnaire(self) -> Questionnaire:
         """The questions with catalogue options filled in, and their scoring."""

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from leads.model import Questionnaire
+from leads.model import ProspectId, Questionnaire
 from leads.privacy_repository import ErasureNotices, SqlPrivacyStore
 from scheduling.booking_repository import SqlBookingStore
 from scheduling.records import Booking
@@ -84,6 +84,30 @@ class PrivacyService:
             telegram_user_id, questionnaire=self._questionnaire, notices=self._notices, now=now
         )
         return Forgotten(leads=0 if erased is None else len(erased.lead_ids), cancelled=tuple(cancelled))
+
+    async def anonymise_inactive(self, *, retention: timedelta, batch: int = 100) -> int:
+        """Erase the personal data of prospects inactive for longer than `retention`; how many were erased.
+
+        One prospect per transaction, so a long backlog neither holds locks for long nor loses its progress.
+        """
+        erased = 0
+        while True:
+            before = self._clock() - retention
+            found = await self._leads.inactive(before=before, limit=batch)
+            for prospect_id, telegram_user_id in found:
+                erased += await self._erase_inactive(prospect_id, telegram_user_id, before)
+            if len(found) < batch:
+                return erased
+
+    async def _erase_inactive(self, prospect_id: ProspectId, telegram_user_id: int | None, before: datetime) -> int:
+        now = self._clock()
+        # Private chats have the user's id: the chat key of their booking conversation follows from it.
+        chat_key = f"tg:{telegram_user_id}"
+        await self._bookings.erase_attendee(prospect_id, chat_key=chat_key, write_back=self._write_back, now=now)
+        erased = await self._leads.erase_inactive(
+            prospect_id, before=before, questionnaire=self._questionnaire, notices=self._notices, now=now
+        )
+        return 0 if erased is None else 1
 
 
 def data_document(document: dict[str, Any]) -> bytes:

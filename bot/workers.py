@@ -38,6 +38,8 @@ REMINDER_LEASE = timedelta(minutes=2)
 """How long a claimed reminder is left to its sender; a failed one is tried again once this has passed."""
 CALENDAR_WRITE_EVERY = timedelta(seconds=30)
 """How often the running bot looks for due calendar writes."""
+RETENTION_EVERY = timedelta(hours=1)
+"""Retention is counted in days: an hourly round anonymises a prospect within an hour of their time running out."""
 CALENDAR_WRITE_LEASE = timedelta(minutes=5)
 """How long a claimed calendar write is left to its writer: well over one CalDAV request's time limit."""
 BATCH = 50

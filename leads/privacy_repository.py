@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, delete, select, update
+from sqlalchemy import ColumnElement, Connection, RowMapping, Select, and_, case, delete, func, or_, select, update
 
 from leads import tables
 from leads.handoff import card_refresh
@@ -61,16 +61,66 @@ class SqlPrivacyStore(SqlStore):
         self, telegram_user_id: int, *, questionnaire: Questionnaire, notices: ErasureNotices, now: datetime
     ) -> ErasedProspect | None:
         """Erase the prospect's personal data; None if the bot holds none (so erasing twice is harmless)."""
-        return await self._run(lambda connection: _erase(connection, telegram_user_id, questionnaire, notices, now))
+        found = PROSPECTS.c.telegram_user_id == telegram_user_id
+        return await self._run(lambda connection: _erase(connection, found, questionnaire, notices, now))
+
+    async def inactive(self, *, before: datetime, limit: int) -> list[tuple[ProspectId, int | None]]:
+        """Prospects not yet erased with nothing happening to any of their leads since `before`, oldest first:
+        their ids and Telegram user ids."""
+        return await self._run(lambda connection: _inactive(connection, before, limit))
+
+    async def erase_inactive(
+        self,
+        prospect_id: ProspectId,
+        *,
+        before: datetime,
+        questionnaire: Questionnaire,
+        notices: ErasureNotices,
+        now: datetime,
+    ) -> ErasedProspect | None:
+        """Erase the prospect if they are still inactive since `before` (they may have come back meanwhile, or
+        another replica may have erased them first); None if not."""
+        found = and_(PROSPECTS.c.id == prospect_id, PROSPECTS.c.id.in_(_inactive_ids(before)))
+        return await self._run(lambda connection: _erase(connection, found, questionnaire, notices, now))
 
 
-def _prospect(connection: Connection, telegram_user_id: int) -> RowMapping | None:
-    query = select(PROSPECTS).where(PROSPECTS.c.telegram_user_id == telegram_user_id).with_for_update()
-    return connection.execute(query).mappings().one_or_none()
+def _prospect(connection: Connection, found: ColumnElement[bool]) -> RowMapping | None:
+    return connection.execute(select(PROSPECTS).where(found).with_for_update()).mappings().one_or_none()
+
+
+def _quiet_since(column: ColumnElement[datetime | None], before: datetime) -> ColumnElement[bool]:
+    """Over a prospect's leads: nothing in `column` at or after `before` (NULL everywhere is quiet too)."""
+    return or_(func.max(column).is_(None), func.max(column) < before)
+
+
+def _inactive_ids(before: datetime) -> Select[tuple[int]]:
+    """Prospects whose leads saw no answer, no pipeline change and no consultation since `before`, and who were
+    not erased already (the erasure's lead event says so; an erased prospect has nothing left to find them by)."""
+    erased = select(LEAD_EVENTS.c.lead_id).where(LEAD_EVENTS.c.kind == "erased")
+    return (
+        select(LEADS.c.prospect_id)
+        .group_by(LEADS.c.prospect_id)
+        .having(
+            _quiet_since(LEADS.c.updated_at, before),
+            _quiet_since(LEADS.c.pipeline_changed_at, before),
+            _quiet_since(LEADS.c.consultation_ends_at, before),
+            func.sum(case((LEADS.c.id.in_(erased), 1), else_=0)) == 0,
+        )
+    )
+
+
+def _inactive(connection: Connection, before: datetime, limit: int) -> list[tuple[ProspectId, int | None]]:
+    query = (
+        select(PROSPECTS.c.id, PROSPECTS.c.telegram_user_id)
+        .where(PROSPECTS.c.id.in_(_inactive_ids(before)))
+        .order_by(PROSPECTS.c.id)
+        .limit(limit)
+    )
+    return [(ProspectId(row.id), row.telegram_user_id) for row in connection.execute(query)]
 
 
 def _personal_data(connection: Connection, telegram_user_id: int) -> dict[str, Any] | None:
-    prospect = _prospect(connection, telegram_user_id)
+    prospect = _prospect(connection, PROSPECTS.c.telegram_user_id == telegram_user_id)
     if prospect is None:
         return None
     leads = connection.execute(
@@ -104,12 +154,12 @@ def _document(row: RowMapping, *, omit: set[str] | None = None) -> dict[str, Any
 
 def _erase(
     connection: Connection,
-    telegram_user_id: int,
+    found: ColumnElement[bool],
     questionnaire: Questionnaire,
     notices: ErasureNotices,
     now: datetime,
 ) -> ErasedProspect | None:
-    prospect = _prospect(connection, telegram_user_id)
+    prospect = _prospect(connection, found)
     if prospect is None:
         return None
     prospect_id = prospect["id"]
