@@ -13,6 +13,7 @@ from bot import handlers, texts
 from bot.handlers.booking import BookingHandlers
 from bot.handlers.qualification import QualificationHandlers
 from bot.handlers.sales import SalesHandlers
+from bot.handlers.staff import StaffHandlers
 from bot.settings import Settings
 from bot.telegram_io import PerChatUpdateProcessor, RetryAfterLimiter
 from bot.wiring import Services
@@ -60,7 +61,17 @@ def build_application(settings: Settings, services: Services) -> BotApplication:
         experts=config.experts,
         lost_reasons=config.sales.lost_reasons,
     )
-    handlers.register(application, QualificationHandlers(services.qualification, config, booking), booking, sales)
+    staff = StaffHandlers(
+        reports=services.reports, staff=[member.user_id for member in config.sales.staff], clock=services.clock
+    )
+    handlers.register(
+        application,
+        QualificationHandlers(services.qualification, config, booking),
+        booking,
+        sales,
+        staff=staff,
+        sales_chat_id=config.sales.chat_id,
+    )
     return application
 
 

@@ -19,6 +19,8 @@ from leads.handoff import HandoffRules, HandoffService, QualifiedHandoff
 from leads.handoff_repository import SqlHandoffStore
 from leads.outbox import SqlOutbox
 from leads.pipeline import StaffMember
+from leads.report_repository import SqlReportStore
+from leads.report_service import ReportService
 from leads.repository import SqlLeadStore
 from leads.service import QualificationService
 from scheduling.booking_repository import SqlBookingStore
@@ -48,6 +50,7 @@ class Services:
     handoff: HandoffService
     outbox: SqlOutbox
     journey: BookingJourney
+    reports: ReportService
 
 
 @asynccontextmanager
@@ -124,6 +127,12 @@ async def open_services(
             outbox=SqlOutbox(transactions, one_writer=one_writer),
             journey=BookingJourney(
                 qualification=qualification, bookings=bookings, store=booking_store, config=config, clock=clock
+            ),
+            reports=ReportService(
+                store=SqlReportStore(transactions, one_writer=one_writer),
+                questionnaire=questionnaire,
+                sales_zone=config.sales.timezone,
+                clock=clock,
             ),
         )
     finally:

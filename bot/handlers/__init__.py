@@ -22,6 +22,7 @@ from bot.handlers.booking import BookingHandlers
 from bot.handlers.qualification import QualificationHandlers
 from bot.handlers.sales import CALLBACK_PATTERN as SALES_PATTERN
 from bot.handlers.sales import SalesHandlers
+from bot.handlers.staff import StaffHandlers, register_staff
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,16 @@ def register(
     qualification: QualificationHandlers,
     booking: BookingHandlers,
     sales: SalesHandlers | None = None,
+    *,
+    staff: StaffHandlers | None = None,
+    sales_chat_id: int | None = None,
 ) -> None:
     """Route prospects' private messages, and prospects' and sales staff's button presses, to the handlers."""
     private = filters.ChatType.PRIVATE
     new_message = filters.UpdateType.MESSAGE & private
+    if staff is not None:
+        # First: a staff member's /leads must not reach the prospect handlers' unknown-command reply.
+        register_staff(application, staff, sales_chat_id=sales_chat_id)
     application.add_handler(CommandHandler("start", qualification.on_start, filters=private))
     application.add_handler(CommandHandler("restart", qualification.on_restart, filters=private))
     application.add_handler(CommandHandler("cancel", qualification.on_cancel, filters=private))
