@@ -72,7 +72,7 @@ class SqlReportStore(SqlStore):
 
 
 def _records_query() -> Select[Any]:
-    prospect = [column.label(f"prospect_{column.name}") for column in PROSPECTS.c]
+    prospect = [column.label(f"p__{column.name}") for column in PROSPECTS.c]
     return select(LEADS, *prospect).select_from(LEADS.join(PROSPECTS, PROSPECTS.c.id == LEADS.c.prospect_id))
 
 
@@ -81,7 +81,7 @@ def _reader(query: Select[Any]) -> Callable[[Connection], list[LeadRecord]]:
 
 
 def _record(row: RowMapping) -> LeadRecord:
-    columns = {column.name: row[f"prospect_{column.name}"] for column in PROSPECTS.c}
+    columns = {column.name: row[f"p__{column.name}"] for column in PROSPECTS.c}
     prospect = prospect_record(cast(RowMapping, columns))
     pipeline = None
     if row["pipeline"] is not None:
