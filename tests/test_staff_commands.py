@@ -10,12 +10,18 @@ import io
 import json
 from datetime import UTC, datetime, timedelta
 
-from leads.model import LeadId
+from bot import staff_view
+from bot.relay import BookingRelay
+from bot.texts import telegram_length
+from leads.model import LeadId, ProspectId, Questionnaire
 from leads.pipeline import StaffMember
+from leads.records import Lead, LeadEvent, Prospect
+from leads.reports import LeadHistory, LeadRecord
 from leads.service import Visitor
 from tests.conftest import FixedClock
-from tests.fake_telegram import FakeTelegram, FakeUser
+from tests.fake_telegram import FakeTelegram, FakeUser, SentMessage, parse_telegram_html
 from tests.harness import RunningBot, running_bot
+from tests.test_booking_telegram import _book_first_free_time, _utc_start
 from tests.test_telegram_conversation import _answer_up_to_contact_details, _question
 
 SALES_CHAT = -1001000000001
@@ -24,8 +30,10 @@ PRIYA, TOM = 700000001, 700000002
 EVIL_COMPANY = '=HYPERLINK("http://evil.example"), "Quoted" Ltd\nSecond line'
 
 
-async def _qualify_as(user: FakeUser, *, name: str = "Ada Lovelace", company: str = "Analytical Engines") -> None:
-    """Answer the whole questionnaire as a qualified prospect, typing the given name and company."""
+async def _qualify_as(
+    user: FakeUser, *, name: str = "Ada Lovelace", company: str = "Analytical Engines"
+) -> SentMessage:
+    """Answer the whole questionnaire as a qualified prospect, typing the given name and company; the outcome."""
     await user.send_text("/start")
     await user.next_message()
     await _answer_up_to_contact_details(user)
@@ -36,7 +44,7 @@ async def _qualify_as(user: FakeUser, *, name: str = "Ada Lovelace", company: st
     await user.send_text("+44 20 7946 0958")
     summary = await _question(user, "Please check your answers")
     await user.press(summary, summary.button("Confirm"))
-    await user.next_message()
+    return await user.next_message()
 
 
 async def _start_leads(bot: RunningBot, count: int) -> None:
@@ -122,12 +130,19 @@ async def test_lead_shows_every_answer_and_the_history_of_the_pipeline(fake: Fak
 async def test_stats_count_this_weeks_funnel_beside_last_weeks_and_where_prospects_stopped(
     fake: FakeTelegram, database_url: str
 ) -> None:
-    """One lead qualified last week; this week one qualified and won, one stopped at the company size question."""
+    """Last week one lead qualified; this week one qualified, booked, met the expert and was won, and one stopped at
+    the company size question."""
     clock = FixedClock(datetime(2026, 11, 17, 10, 0, tzinfo=UTC))
     async with running_bot(fake, database_url, clock=clock) as bot:
         await _qualify_as(fake.user(7301, first_name="Ada"))
         clock.now += timedelta(days=7)
-        await _qualify_as(fake.user(7302, first_name="Bea"))
+        bea = fake.user(7302, first_name="Bea")
+        slot, _ = await _book_first_free_time(bea, await _qualify_as(bea), "London")
+        await bea.next_message()
+        relay = BookingRelay(bookings=bot.services.booking_store, handoff=bot.services.handoff, clock=clock)
+        await relay.relay_due()
+        held_until = _utc_start(slot) + timedelta(hours=2)
+        clock.now = held_until
         await _work(bot, 2, "claim", "won")
         quitter = fake.user(7303, first_name="Cy")
         await quitter.send_text("/start")
@@ -146,8 +161,9 @@ async def test_stats_count_this_weeks_funnel_beside_last_weeks_and_where_prospec
     assert "Started: 2 · 1" in lines
     assert "Completed: 1 · 1" in lines
     assert "Qualified: 1 · 1" in lines
-    assert "Booked: 0 · 0" in lines
-    assert "Consultations held: 0 · 0" in lines
+    assert held_until < datetime(2026, 11, 30, tzinfo=UTC)
+    assert "Booked: 1 · 0" in lines
+    assert "Consultations held: 1 · 0" in lines
     assert "Won: 1 · 0" in lines
     assert "since Mon 23 Nov" in stats.text
     assert "company_size: 1" in lines
@@ -243,3 +259,24 @@ async def test_the_cli_lists_shows_and_exports_leads_as_csv_and_json(fake: FakeT
     assert as_json[0]["company"] == EVIL_COMPANY
     assert as_json[0]["pipeline"] == "claimed"
     assert as_json[0]["lead_id"] == 1
+
+
+def test_a_long_record_is_split_into_messages_within_telegrams_limit(questionnaire: Questionnaire) -> None:
+    """Huge answers are cut, hundreds of events spill into further messages, each valid HTML within 4096."""
+    at = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    lead = Lead(
+        prospect_id=ProspectId(1),
+        created_at=at,
+        answers={"name": "<Ada> & " + "x" * 5000, "company": "y" * 3000},
+        id=LeadId(5),
+    )
+    events = tuple(LeadEvent(LeadId(5), at, "answered", "prospect", {"question": "name"}) for _ in range(300))
+    history = LeadHistory(LeadRecord(lead, Prospect(telegram_user_id=1, first_name="Ada")), events)
+
+    messages = staff_view.lead_record(history, questionnaire, zone="Europe/London")
+
+    assert len(messages) > 1
+    assert all(telegram_length(message) <= 4096 for message in messages)
+    texts = [parse_telegram_html(message)[0] for message in messages]
+    assert "Name: <Ada> & xxx" in texts[0]
+    assert sum(text.count("answered Name") for text in texts) == 300
