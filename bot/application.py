@@ -14,6 +14,7 @@ from bot.handlers.booking import BookingHandlers
 from bot.handlers.privacy import PrivacyHandlers
 from bot.handlers.qualification import QualificationHandlers
 from bot.handlers.sales import SalesHandlers
+from bot.handlers.staff import StaffHandlers
 from bot.settings import Settings
 from bot.telegram_io import PerChatUpdateProcessor, RetryAfterLimiter
 from bot.wiring import Services
@@ -61,12 +62,17 @@ def build_application(settings: Settings, services: Services) -> BotApplication:
         experts=config.experts,
         lost_reasons=config.sales.lost_reasons,
     )
+    staff = StaffHandlers(
+        reports=services.reports, staff=[member.user_id for member in config.sales.staff], clock=services.clock
+    )
     handlers.register(
         application,
         QualificationHandlers(services.qualification, config, booking),
         booking,
         sales,
         privacy=PrivacyHandlers(services.privacy, config),
+        staff=staff,
+        sales_chat_id=config.sales.chat_id,
     )
     return application
 

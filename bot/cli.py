@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from telegram import Bot
 from telegram.error import InvalidToken, NetworkError
 
-from bot import console, database, reports, web, workers
+from bot import console, database, reports, staff_cli, web, workers
 from bot.cards import CardPoster
 from bot.config import BusinessConfig, ConfigError, load_config
 from bot.relay import BookingRelay
@@ -70,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     experts_commands = experts.add_subparsers(dest="experts_command")
     rotate = experts_commands.add_parser("rotate-token", help="give an expert's feed a new link; the old one stops")
     rotate.add_argument("key", metavar="ID", help="the expert (a key from the configuration)")
+    staff_cli.add_parser(commands)
     return parser
 
 
@@ -117,6 +118,9 @@ async def _run_command(arguments: argparse.Namespace, settings: Settings, config
                 return await _slots(arguments, settings, config)
             case "experts":
                 return await _experts(arguments, settings, config)
+            case "leads":
+                async with open_services(settings, config) as services:
+                    return await staff_cli.run(arguments, services.reports)
     except (OSError, SQLAlchemyError) as error:
         print(f"consultbot: cannot use the database {_safe(settings.database_url)}: {error}", file=sys.stderr)
         return 1

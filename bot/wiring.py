@@ -21,6 +21,8 @@ from leads.handoff_repository import SqlHandoffStore
 from leads.outbox import SqlOutbox
 from leads.pipeline import StaffMember
 from leads.privacy_repository import ErasureNotices, SqlPrivacyStore
+from leads.report_repository import SqlReportStore
+from leads.report_service import ReportService
 from leads.repository import SqlLeadStore
 from leads.service import QualificationService
 from scheduling.booking_repository import SqlBookingStore
@@ -51,6 +53,7 @@ class Services:
     outbox: SqlOutbox
     journey: BookingJourney
     privacy: PrivacyService
+    reports: ReportService
 
 
 @asynccontextmanager
@@ -134,6 +137,12 @@ async def open_services(
                 questionnaire=questionnaire,
                 notices=ErasureNotices(cards=rules.cards, webhooks=rules.webhooks),
                 write_back=[expert.key for expert in config.experts if expert.caldav is not None],
+                clock=clock,
+            ),
+            reports=ReportService(
+                store=SqlReportStore(transactions, one_writer=one_writer),
+                questionnaire=questionnaire,
+                sales_zone=config.sales.timezone,
                 clock=clock,
             ),
         )

@@ -15,6 +15,7 @@ PURE_MODULES = [
     "leads.scoring",
     "leads.records",
     "leads.pipeline",
+    "leads.reports",
     "scheduling.model",
     "scheduling.intervals",
     "scheduling.slots",

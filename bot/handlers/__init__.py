@@ -24,6 +24,7 @@ from bot.handlers.privacy import PrivacyHandlers
 from bot.handlers.qualification import QualificationHandlers
 from bot.handlers.sales import CALLBACK_PATTERN as SALES_PATTERN
 from bot.handlers.sales import SalesHandlers
+from bot.handlers.staff import StaffHandlers, register_staff
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,15 @@ def register(
     sales: SalesHandlers | None = None,
     *,
     privacy: PrivacyHandlers | None = None,
+    staff: StaffHandlers | None = None,
+    sales_chat_id: int | None = None,
 ) -> None:
     """Route prospects' private messages, and prospects' and sales staff's button presses, to the handlers."""
     private = filters.ChatType.PRIVATE
     new_message = filters.UpdateType.MESSAGE & private
+    if staff is not None:
+        # First: a staff member's /leads must not reach the prospect handlers' unknown-command reply.
+        register_staff(application, staff, sales_chat_id=sales_chat_id)
     application.add_handler(CommandHandler("start", qualification.on_start, filters=private))
     application.add_handler(CommandHandler("restart", qualification.on_restart, filters=private))
     application.add_handler(CommandHandler("cancel", qualification.on_cancel, filters=private))
