@@ -68,7 +68,7 @@ async def open_services(
         await database.upgrade(engine)
         # One lock for every store on SQLite's blocking twin engine (none is needed on PostgreSQL).
         one_writer = asyncio.Lock()
-        store = SqlLeadStore(transactions, one_writer=one_writer)
+        store = SqlLeadStore(transactions, one_writer=one_writer, clock=clock)
         questionnaire = config.questionnaire()
         rules = handoff_rules(config)
         qualification = QualificationService(
