@@ -11,6 +11,7 @@ from telegram.ext import Application, ContextTypes, Defaults, ExtBot, JobQueue
 
 from bot import handlers, texts
 from bot.handlers.booking import BookingHandlers
+from bot.handlers.followups import FollowUpHandlers
 from bot.handlers.qualification import QualificationHandlers
 from bot.handlers.sales import SalesHandlers
 from bot.settings import Settings
@@ -60,7 +61,15 @@ def build_application(settings: Settings, services: Services) -> BotApplication:
         experts=config.experts,
         lost_reasons=config.sales.lost_reasons,
     )
-    handlers.register(application, QualificationHandlers(services.qualification, config, booking), booking, sales)
+    qualification = QualificationHandlers(services.qualification, config, booking)
+    followups = FollowUpHandlers(
+        store=services.followups,
+        service=services.qualification,
+        qualification=qualification,
+        booking=booking,
+        clock=services.clock,
+    )
+    handlers.register(application, qualification, booking, sales, followups=followups)
     return application
 
 

@@ -122,6 +122,7 @@ HELP = """<b>{company}</b> assistant: tell us about the processes you want to ou
 /mybookings: your consultations, to reschedule or cancel
 /timezone: change your time zone
 /privacy: what we store about you and why
+/stop: no more follow-up messages from us
 /help: this message"""
 
 PRIVACY = """<b>Your data at {company}</b>
@@ -141,6 +142,7 @@ COMMANDS = {
     "mybookings": "Your consultations: reschedule or cancel",
     "timezone": "Change your time zone",
     "privacy": "What we store about you and why",
+    "stop": "No more follow-up messages",
     "help": "What this bot can do",
 }
 
@@ -325,3 +327,27 @@ CARD_DONE = {
     "lost": "Marked as lost.",
     "disqualify": "Disqualified.",
 }
+
+
+# Follow-ups: one message of each kind at most, each ending with how to stop them.
+FOLLOWUP_STOP_LINE = "<i>Send /stop to stop these messages.</i>"
+FOLLOWUP_UNFINISHED = (
+    "You were part-way through telling us about the processes you want to outsource. A few more questions and "
+    "we can match you with the right expert: carry on where you left off."
+)
+FOLLOWUP_CONTINUE_BUTTON = "Continue"
+FOLLOWUP_UNBOOKED = (
+    "You are a good fit for a free consultation with one of our experts, and you have not picked a time yet. "
+    "Have a look at the free times:"
+)
+FOLLOWUP_SEE_TIMES_BUTTON = "See free times"
+FOLLOWUPS_STOPPED = (
+    "Done: we will not send you any more follow-up messages. Reminders of a consultation you book still come."
+)
+FOLLOWUP_STALE = "That questionnaire is over, so the button no longer applies. Send /start to see where you are."
+FOLLOWUP_ALREADY_BOOKED = "You have booked a consultation already: /mybookings shows it."
+
+
+def followup(html: str) -> str:
+    """A follow-up message: its text, then the line saying how to stop such messages."""
+    return f"{html}\n\n{FOLLOWUP_STOP_LINE}"

@@ -15,6 +15,8 @@ from bot import database
 from bot.config import BusinessConfig
 from bot.journey import BookingJourney
 from bot.settings import Settings
+from leads.followup_store import SqlFollowUpStore
+from leads.followups import Delays
 from leads.handoff import HandoffRules, HandoffService, QualifiedHandoff
 from leads.handoff_repository import SqlHandoffStore
 from leads.outbox import SqlOutbox
@@ -48,6 +50,7 @@ class Services:
     handoff: HandoffService
     outbox: SqlOutbox
     journey: BookingJourney
+    followups: SqlFollowUpStore
 
 
 @asynccontextmanager
@@ -125,6 +128,7 @@ async def open_services(
             journey=BookingJourney(
                 qualification=qualification, bookings=bookings, store=booking_store, config=config, clock=clock
             ),
+            followups=SqlFollowUpStore(transactions, delays=followup_delays(config), one_writer=one_writer),
         )
     finally:
         await session.close()
@@ -164,4 +168,12 @@ def booking_policy(config: BusinessConfig) -> BookingPolicy:
         reminders=tuple(timedelta(minutes=minutes) for minutes in booking.reminder_minutes),
         change_notice=timedelta(hours=booking.change_notice_hours),
         assignment=booking.assignment,
+    )
+
+
+def followup_delays(config: BusinessConfig) -> Delays:
+    """The follow-up settings of the configuration as the follow-up store takes them."""
+    followups = config.followups
+    return Delays.from_hours(
+        unfinished=followups.unfinished_hours, unbooked=followups.unbooked_hours, nurture=followups.nurture_hours
     )

@@ -18,7 +18,9 @@ from telegram.ext import (
 
 from bot import texts
 from bot.booking_view import CALLBACK_PATTERN
+from bot.followups import CALLBACK_PATTERN as FOLLOWUP_PATTERN
 from bot.handlers.booking import BookingHandlers
+from bot.handlers.followups import FollowUpHandlers
 from bot.handlers.qualification import QualificationHandlers
 from bot.handlers.sales import CALLBACK_PATTERN as SALES_PATTERN
 from bot.handlers.sales import SalesHandlers
@@ -31,6 +33,8 @@ def register(
     qualification: QualificationHandlers,
     booking: BookingHandlers,
     sales: SalesHandlers | None = None,
+    *,
+    followups: FollowUpHandlers | None = None,
 ) -> None:
     """Route prospects' private messages, and prospects' and sales staff's button presses, to the handlers."""
     private = filters.ChatType.PRIVATE
@@ -42,6 +46,9 @@ def register(
     application.add_handler(CommandHandler("privacy", qualification.on_privacy, filters=private))
     application.add_handler(CommandHandler("mybookings", booking.on_my_bookings, filters=private))
     application.add_handler(CommandHandler("timezone", booking.on_timezone, filters=private))
+    if followups is not None:
+        application.add_handler(CommandHandler("stop", followups.on_stop, filters=private))
+        application.add_handler(CallbackQueryHandler(followups.on_button, pattern=FOLLOWUP_PATTERN))
     if sales is not None:
         application.add_handler(CallbackQueryHandler(sales.on_button, pattern=SALES_PATTERN))
     application.add_handler(CallbackQueryHandler(booking.on_button, pattern=CALLBACK_PATTERN))
