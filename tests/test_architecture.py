@@ -15,6 +15,7 @@ PURE_MODULES = [
     "leads.scoring",
     "leads.records",
     "leads.pipeline",
+    "leads.followups",
     "scheduling.model",
     "scheduling.intervals",
     "scheduling.slots",
