@@ -11,6 +11,7 @@ from telegram.ext import Application, ContextTypes, Defaults, ExtBot, JobQueue
 
 from bot import handlers, texts
 from bot.handlers.booking import BookingHandlers
+from bot.handlers.followups import FollowUpHandlers
 from bot.handlers.privacy import PrivacyHandlers
 from bot.handlers.qualification import QualificationHandlers
 from bot.handlers.sales import SalesHandlers
@@ -65,14 +66,23 @@ def build_application(settings: Settings, services: Services) -> BotApplication:
     staff = StaffHandlers(
         reports=services.reports, staff=[member.user_id for member in config.sales.staff], clock=services.clock
     )
+    qualification = QualificationHandlers(services.qualification, config, booking)
+    followups = FollowUpHandlers(
+        store=services.followups,
+        service=services.qualification,
+        qualification=qualification,
+        booking=booking,
+        clock=services.clock,
+    )
     handlers.register(
         application,
-        QualificationHandlers(services.qualification, config, booking),
+        qualification,
         booking,
         sales,
         privacy=PrivacyHandlers(services.privacy, config),
         staff=staff,
         sales_chat_id=config.sales.chat_id,
+        followups=followups,
     )
     return application
 

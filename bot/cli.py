@@ -22,6 +22,7 @@ from telegram.error import InvalidToken, NetworkError
 from bot import console, database, reports, staff_cli, web, workers
 from bot.cards import CardPoster
 from bot.config import BusinessConfig, ConfigError, load_config
+from bot.followups import FollowUpSender
 from bot.relay import BookingRelay
 from bot.settings import Settings, load_settings
 from bot.wiring import Services, open_services, utc_now
@@ -234,6 +235,13 @@ def _privacy_workers(services: Services) -> list[Coroutine[Any, Any, None]]:
     ]
 
 
+def _followup_sender(services: Services, bot: Bot) -> FollowUpSender:
+    """The sender of the nudges, reminders and resources that follow the questionnaire."""
+    return FollowUpSender(
+        store=services.followups, bookings=services.booking_store, bot=bot, config=services.config, clock=utc_now
+    )
+
+
 async def _serve(settings: Settings, config: BusinessConfig) -> int:
     """Poll Telegram, serve experts' feeds, send reminders and write calendars until SIGINT or SIGTERM; then stop."""
     from bot.application import build_application
@@ -272,6 +280,7 @@ async def _serve(settings: Settings, config: BusinessConfig) -> int:
                 ]
                 background += _sales_workers(services, application.bot)
                 background += _privacy_workers(services)
+                background.append(_followup_sender(services, application.bot).keep_sending())
                 if any(expert.caldav is not None for expert in config.experts):
                     session = aiohttp.ClientSession(headers={"User-Agent": user_agent()})
                     running.push_async_callback(session.close)

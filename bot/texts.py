@@ -124,6 +124,7 @@ HELP = """<b>{company}</b> assistant: tell us about the processes you want to ou
 /privacy: what we store about you and why
 /mydata: a copy of everything we store about you
 /forget: erase your personal data
+/stop: no more follow-up messages from us
 /help: this message"""
 
 PRIVACY = """<b>Your data at {company}</b>
@@ -145,6 +146,7 @@ COMMANDS = {
     "privacy": "What we store about you and why",
     "mydata": "A copy of everything we store about you",
     "forget": "Erase your personal data",
+    "stop": "No more follow-up messages",
     "help": "What this bot can do",
 }
 
@@ -341,3 +343,25 @@ FORGET_YES = "Yes, erase my data"
 FORGET_NO = "No, keep it"
 FORGET_KEPT = "Nothing was erased."
 FORGET_DONE = "Your personal data is erased{cancelled}. If you write to us again, we start afresh."
+# Follow-ups: one message of each kind at most, each ending with how to stop them.
+FOLLOWUP_STOP_LINE = "<i>Send /stop to stop these messages.</i>"
+FOLLOWUP_UNFINISHED = (
+    "You were part-way through telling us about the processes you want to outsource. A few more questions and "
+    "we can match you with the right expert: carry on where you left off."
+)
+FOLLOWUP_CONTINUE_BUTTON = "Continue"
+FOLLOWUP_UNBOOKED = (
+    "You are a good fit for a free consultation with one of our experts, and you have not picked a time yet. "
+    "Have a look at the free times:"
+)
+FOLLOWUP_SEE_TIMES_BUTTON = "See free times"
+FOLLOWUPS_STOPPED = (
+    "Done: we will not send you any more follow-up messages. Reminders of a consultation you book still come."
+)
+FOLLOWUP_STALE = "That questionnaire is over, so the button no longer applies. Send /start to see where you are."
+FOLLOWUP_ALREADY_BOOKED = "You have booked a consultation already: /mybookings shows it."
+
+
+def followup(html: str) -> str:
+    """A follow-up message: its text, then the line saying how to stop such messages."""
+    return f"{html}\n\n{FOLLOWUP_STOP_LINE}"

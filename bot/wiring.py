@@ -16,6 +16,8 @@ from bot.config import BusinessConfig
 from bot.journey import BookingJourney
 from bot.privacy import PrivacyService
 from bot.settings import Settings
+from leads.followup_store import SqlFollowUpStore
+from leads.followups import Delays
 from leads.handoff import HandoffRules, HandoffService, QualifiedHandoff
 from leads.handoff_repository import SqlHandoffStore
 from leads.outbox import SqlOutbox
@@ -54,6 +56,7 @@ class Services:
     journey: BookingJourney
     privacy: PrivacyService
     reports: ReportService
+    followups: SqlFollowUpStore
 
 
 @asynccontextmanager
@@ -74,7 +77,7 @@ async def open_services(
         await database.upgrade(engine)
         # One lock for every store on SQLite's blocking twin engine (none is needed on PostgreSQL).
         one_writer = asyncio.Lock()
-        store = SqlLeadStore(transactions, one_writer=one_writer)
+        store = SqlLeadStore(transactions, one_writer=one_writer, clock=clock)
         questionnaire = config.questionnaire()
         rules = handoff_rules(config)
         qualification = QualificationService(
@@ -145,6 +148,7 @@ async def open_services(
                 sales_zone=config.sales.timezone,
                 clock=clock,
             ),
+            followups=SqlFollowUpStore(transactions, delays=followup_delays(config), one_writer=one_writer),
         )
     finally:
         await session.close()
@@ -184,4 +188,12 @@ def booking_policy(config: BusinessConfig) -> BookingPolicy:
         reminders=tuple(timedelta(minutes=minutes) for minutes in booking.reminder_minutes),
         change_notice=timedelta(hours=booking.change_notice_hours),
         assignment=booking.assignment,
+    )
+
+
+def followup_delays(config: BusinessConfig) -> Delays:
+    """The follow-up settings of the configuration as the follow-up store takes them."""
+    followups = config.followups
+    return Delays.from_hours(
+        unfinished=followups.unfinished_hours, unbooked=followups.unbooked_hours, nurture=followups.nurture_hours
     )

@@ -18,7 +18,7 @@ import asyncio
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -254,8 +254,9 @@ async def _release(connection: AsyncConnection, driver: _Asyncpg | None) -> None
 class SqlLeadTransaction:
     """One database transaction, speaking in records rather than rows."""
 
-    def __init__(self, statements: _Statements) -> None:
+    def __init__(self, statements: _Statements, clock: Callable[[], datetime]) -> None:
         self._statements = statements
+        self._clock = clock
         # Writes held back until the commit, to go in one statement (see _write).
         self._conversation: dict[str, Any] | None = None
         self._events: list[dict[str, Any]] = []
@@ -296,7 +297,7 @@ class SqlLeadTransaction:
         else:
             if self._conversation is not None:
                 await self._write()
-            self._conversation = {**values, "conversation_id": conversation.id, "updated_at": datetime.now(UTC)}
+            self._conversation = {**values, "conversation_id": conversation.id, "updated_at": self._clock()}
         return conversation
 
     async def lead(self, lead_id: LeadId) -> Lead | None:
@@ -370,7 +371,7 @@ class SqlLeadTransaction:
 
     async def _save(self, table: Table, row_id: int | None, values: dict[str, Any]) -> int:
         """Insert a new row or update an existing one; the row's id."""
-        now = datetime.now(UTC)
+        now = self._clock()
         if row_id is None:
             values = {"created_at": now, **values} if "created_at" in table.c else values
             inserted = insert(table).values(**values, updated_at=now).returning(table.c.id)
@@ -382,8 +383,16 @@ class SqlLeadTransaction:
 class SqlLeadStore:
     """Opens lead transactions: on an async engine, or on a blocking SQLite engine run inline."""
 
-    def __init__(self, engine: AsyncEngine | Engine, *, one_writer: asyncio.Lock | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine | Engine,
+        *,
+        one_writer: asyncio.Lock | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._engine = engine
+        # updated_at is when the prospect last did something: follow-ups are timed from it, on the clock tests set.
+        self._clock = clock
         # Transactions on asyncpg are begun and ended by _AsyncpgStatements, not by SQLAlchemy.
         self._asyncpg: AsyncEngine | None = None
         if isinstance(engine, AsyncEngine) and engine.dialect.driver == "asyncpg":
@@ -399,15 +408,15 @@ class SqlLeadStore:
         # _asyncpg_transaction ends it.
         if self._asyncpg is not None:
             async with _asyncpg_transaction(self._asyncpg) as statements:
-                yield SqlLeadTransaction(statements)
+                yield SqlLeadTransaction(statements, self._clock)
             return
         if isinstance(self._engine, AsyncEngine):
             async with self._engine.connect() as connection:
-                yield SqlLeadTransaction(_AwaitedStatements(connection))
+                yield SqlLeadTransaction(_AwaitedStatements(connection), self._clock)
             return
         async with self._one_writer:
             with self._engine.connect() as blocking:
-                yield SqlLeadTransaction(_InlineStatements(blocking))
+                yield SqlLeadTransaction(_InlineStatements(blocking), self._clock)
 
 
 def prospect_record(row: RowMapping) -> Prospect:

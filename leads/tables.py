@@ -92,6 +92,8 @@ class LeadRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_leads_status_created_at", "status", "created_at"),
         Index("ix_leads_pipeline_completed_at", "pipeline", "completed_at"),
+        # The follow-up sender's search for qualified and nurtured leads that finished long enough ago.
+        Index("ix_leads_outcome_completed_at", "outcome", "completed_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -130,6 +132,8 @@ class ConversationRow(SQLModel, table=True):
     """A chat's place in the questionnaire."""
 
     __tablename__ = "conversations"
+    # The follow-up sender's search for questionnaires left active and untouched for long enough.
+    __table_args__ = (Index("ix_conversations_status_updated_at", "status", "updated_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     chat_key: str = Field(sa_column=Column(String(64), nullable=False, unique=True))

@@ -16,6 +16,7 @@ PURE_MODULES = [
     "leads.records",
     "leads.pipeline",
     "leads.reports",
+    "leads.followups",
     "scheduling.model",
     "scheduling.intervals",
     "scheduling.slots",

@@ -18,7 +18,9 @@ from telegram.ext import (
 
 from bot import texts
 from bot.booking_view import CALLBACK_PATTERN
+from bot.followups import CALLBACK_PATTERN as FOLLOWUP_PATTERN
 from bot.handlers.booking import BookingHandlers
+from bot.handlers.followups import FollowUpHandlers
 from bot.handlers.privacy import CALLBACK_PATTERN as PRIVACY_PATTERN
 from bot.handlers.privacy import PrivacyHandlers
 from bot.handlers.qualification import QualificationHandlers
@@ -38,6 +40,7 @@ def register(
     privacy: PrivacyHandlers | None = None,
     staff: StaffHandlers | None = None,
     sales_chat_id: int | None = None,
+    followups: FollowUpHandlers | None = None,
 ) -> None:
     """Route prospects' private messages, and prospects' and sales staff's button presses, to the handlers."""
     private = filters.ChatType.PRIVATE
@@ -56,6 +59,9 @@ def register(
         application.add_handler(CommandHandler("mydata", privacy.on_my_data, filters=private))
         application.add_handler(CommandHandler("forget", privacy.on_forget, filters=private))
         application.add_handler(CallbackQueryHandler(privacy.on_button, pattern=PRIVACY_PATTERN))
+    if followups is not None:
+        application.add_handler(CommandHandler("stop", followups.on_stop, filters=private))
+        application.add_handler(CallbackQueryHandler(followups.on_button, pattern=FOLLOWUP_PATTERN))
     if sales is not None:
         application.add_handler(CallbackQueryHandler(sales.on_button, pattern=SALES_PATTERN))
     application.add_handler(CallbackQueryHandler(booking.on_button, pattern=CALLBACK_PATTERN))
