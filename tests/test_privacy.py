@@ -5,14 +5,16 @@ in any table while the funnel still counts their lead."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import MetaData, select
 
 from bot.cards import CardPoster
 from bot.relay import BookingRelay
+from tests.conftest import FixedClock
 from tests.fake_telegram import FakeTelegram, FakeUser, SentMessage
-from tests.harness import RunningBot
+from tests.harness import RunningBot, running_bot
 from tests.test_booking_telegram import _book_on_the_last_day_shown
 from tests.test_telegram_conversation import _answer_up_to_contact_details, _question
 
@@ -146,6 +148,7 @@ async def test_forget_erases_every_trace_cancels_the_consultation_and_keeps_the_
     assert leftovers == []
     assert not any("8103" in text for table, column, text in after if column in {"telegram_user_id", "chat_key"})
     assert "Lovelace" not in redrawn.text
+    assert "personal data erased" in redrawn.text
     assert "(cancelled)" in redrawn.text
     [booking] = await _rows(bot, "bookings")
     assert booking["status"] == "cancelled"
@@ -180,3 +183,31 @@ async def _rows(bot: RunningBot, table: str) -> list[dict[str, Any]]:
     async with bot.services.engine.connect() as connection:
         await connection.run_sync(lambda sync: schema.reflect(sync, only=[table]))
         return [dict(row) for row in (await connection.execute(select(schema.tables[table]))).mappings()]
+
+
+async def test_retention_anonymises_prospects_inactive_for_the_configured_days_once(
+    fake: FakeTelegram, database_url: str
+) -> None:
+    """With the default 365 days: nothing at day 364; at day 366 Ada (silent since) is erased and Bob (who wrote
+    on day 200) is not; a second round finds nothing more."""
+    clock = FixedClock(datetime.now(UTC))
+    async with running_bot(fake, database_url, clock=clock) as bot:
+        ada = fake.user(8105, first_name="Ada", last_name="Lovelace", username="ada_l")
+        await _qualify_with_every_detail(ada)
+        retention = timedelta(days=bot.services.config.privacy.retention_days)
+        clock.now += timedelta(days=200)
+        bob = fake.user(8106, first_name="Bob")
+        await bob.next_reply("/start")
+        clock.now += timedelta(days=164)
+        at_day_364 = await bot.services.privacy.anonymise_inactive(retention=retention)
+        clock.now += timedelta(days=2)
+        at_day_366 = await bot.services.privacy.anonymise_inactive(retention=retention)
+        again = await bot.services.privacy.anonymise_inactive(retention=retention)
+        stored = await _every_stored_value(bot)
+
+        assert (at_day_364, at_day_366, again) == (0, 1, 0)
+        assert [text for _, _, text in stored for personal in PERSONAL if personal in text] == []
+        assert await bot.services.privacy.personal_data(8105) is None
+        assert await bot.services.privacy.personal_data(8106) is not None
+        leads = sorted(await _rows(bot, "leads"), key=lambda lead: lead["id"])
+        assert [lead["outcome"] for lead in leads] == ["qualified", None]
