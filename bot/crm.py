@@ -38,9 +38,10 @@ TOLERANCE = timedelta(minutes=5)
 
 CRM_EVERY = timedelta(seconds=5)
 """How often the running bot looks for due events; changes relayed in this process wake it at once."""
-CRM_LEASE = timedelta(minutes=5)
-"""How long a claimed event is left to its deliverer: well over one request's time limit (at most 120 s)."""
-BATCH = 50
+BATCH = 10
+"""Events claimed per round trip. They are POSTed one after another, in the order they happened, so the lease
+covers the whole batch timing out."""
+LEASE_MARGIN = timedelta(minutes=1)
 FIRST_RETRY = timedelta(seconds=30)
 LONGEST_RETRY = timedelta(hours=1)
 SHORTEST_RETRY = timedelta(seconds=1)
@@ -156,7 +157,6 @@ class CrmDeliverer:
         clock: Callable[[], datetime],
         max_attempts: int,
         timeout: timedelta,
-        lease: timedelta = CRM_LEASE,
         draw: Callable[[], float] = random.random,
     ) -> None:
         self._outbox = outbox
@@ -165,7 +165,7 @@ class CrmDeliverer:
         self._clock = clock
         self._max_attempts = max_attempts
         self._timeout = timeout
-        self._lease = lease
+        self._lease = timeout * BATCH + LEASE_MARGIN
         self._draw = draw
         self._wake = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
