@@ -32,9 +32,11 @@ from bot.relay import BookingRelay
 from bot.settings import Settings
 from bot.wiring import utc_now
 from tests.fake_telegram import FakeTelegram
-from tests.harness import RunningBot, running_bot
+from tests.harness import BotProcess, RunningBot, running_bot
 from tests.test_booking_telegram import _book_on_the_last_day_shown, _qualify
+from tests.test_console import _consultbot
 from tests.test_lead_cards import PRIYA, SALES_CHAT, _poster
+from tests.test_restart import STARTUP
 
 SECRET = "whsec-test-4f1c9a"
 README = Path(__file__).parent.parent / "README.md"
@@ -83,6 +85,8 @@ class Receiver:
         self.arrivals: list[str] = []
         """Every idempotency key that came with a good signature, repeats included."""
         self.refused_signatures = 0
+        self.arrived = asyncio.Event()
+        """Set once an event is accepted."""
 
     @property
     def url(self) -> str:
@@ -122,15 +126,16 @@ class Receiver:
         assert request.headers["Consultbot-Event"] == event["type"]
         self.arrivals.append(key)
         self.events.setdefault(key, event)
+        self.arrived.set()
         return web.Response(status=204)
 
     def types(self) -> list[str]:
         return [event["type"] for event in self.events.values()]
 
 
-def _config(tmp_path: Path, receiver: Receiver, *, max_attempts: int = 12) -> Path:
+def _config(tmp_path: Path, url: str, *, max_attempts: int = 12) -> Path:
     text = BUNDLED_EXAMPLE.read_text(encoding="utf-8").replace('"calendars/', f'"{CALENDARS}/')
-    text = text.replace('# webhook_url = "https://crm.example.com/hooks/consultbot"', f'webhook_url = "{receiver.url}"')
+    text = text.replace('# webhook_url = "https://crm.example.com/hooks/consultbot"', f'webhook_url = "{url}"')
     text = text.replace("max_attempts = 12", f"max_attempts = {max_attempts}")
     path = tmp_path / "consultbot.toml"
     path.write_text(text, encoding="utf-8")
@@ -199,7 +204,7 @@ async def test_events_of_a_real_lead_and_consultation_reach_the_crm_signed_with_
     fake: FakeTelegram, database_url: str, tmp_path: Path, receiver: Receiver, clock: SkewedClock
 ) -> None:
     """Qualified, claimed, booked, rescheduled, cancelled: five events, in order, each with its lead's data."""
-    async with _bot(fake, database_url, _config(tmp_path, receiver), clock) as bot:
+    async with _bot(fake, database_url, _config(tmp_path, receiver.url), clock) as bot:
         await _every_kind_of_event(fake, bot)
         async with _deliverer(bot, clock) as deliverer:
             delivered = await deliverer.deliver_due()
@@ -228,7 +233,7 @@ async def test_a_crm_down_for_three_attempts_then_up_gets_every_event_exactly_on
     fake: FakeTelegram, database_url: str, tmp_path: Path, receiver: Receiver, clock: SkewedClock
 ) -> None:
     """Three rounds of refused connections leave every event pending with its error; the fourth delivers each once."""
-    async with _bot(fake, database_url, _config(tmp_path, receiver), clock) as bot:
+    async with _bot(fake, database_url, _config(tmp_path, receiver.url), clock) as bot:
         await _every_kind_of_event(fake, bot)
         await receiver.down()
         async with _deliverer(bot, clock) as deliverer:
@@ -257,7 +262,7 @@ async def test_a_bot_restarted_in_the_middle_of_retries_and_of_a_request_still_d
     fake: FakeTelegram, database_url: str, tmp_path: Path, receiver: Receiver, clock: SkewedClock
 ) -> None:
     """Two failed rounds, then the process dies while a POST hangs; the next process delivers everything once."""
-    config = _config(tmp_path, receiver)
+    config = _config(tmp_path, receiver.url)
     async with _bot(fake, database_url, config, clock) as bot:
         await _every_kind_of_event(fake, bot)
         await receiver.down()
@@ -298,7 +303,7 @@ async def test_a_crm_that_always_fails_ends_in_dead_letters_that_consultbot_outb
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """After max_attempts 500s the event is dead; the listing shows it with its error; retry by id delivers it."""
-    async with _bot(fake, database_url, _config(tmp_path, receiver, max_attempts=3), clock) as bot:
+    async with _bot(fake, database_url, _config(tmp_path, receiver.url, max_attempts=3), clock) as bot:
         await _qualify(fake.user(7302, first_name="Grace"))
         receiver.status = 500
         async with _deliverer(bot, clock) as deliverer:
@@ -342,7 +347,7 @@ async def test_retry_all_dead_sends_every_dead_letter_again(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A CRM that answers 404 (wrong URL) kills each event at once; --all-dead revives them all after the fix."""
-    async with _bot(fake, database_url, _config(tmp_path, receiver), clock) as bot:
+    async with _bot(fake, database_url, _config(tmp_path, receiver.url), clock) as bot:
         await _every_kind_of_event(fake, bot)
         receiver.status = 404
         async with _deliverer(bot, clock) as deliverer:
@@ -365,7 +370,7 @@ async def test_a_hanging_crm_does_not_slow_the_prospects_conversation(
 ) -> None:
     """While the CRM holds the lead.qualified POST open, the prospect goes on to book and is confirmed."""
     receiver.hang = True
-    async with _bot(fake, database_url, _config(tmp_path, receiver), clock) as bot:
+    async with _bot(fake, database_url, _config(tmp_path, receiver.url), clock) as bot:
         deliverer = _deliverer(bot, clock)
         working = asyncio.create_task(deliverer.keep_delivering(every=timedelta(milliseconds=20)))
         try:
@@ -382,6 +387,43 @@ async def test_a_hanging_crm_does_not_slow_the_prospects_conversation(
     assert "Your consultation is booked" in confirmation.text
     assert still_hanging
     assert fake.rejected() == []
+
+
+async def test_consultbot_run_delivers_a_qualified_lead_to_the_crm_in_the_background(
+    fake: FakeTelegram, database_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    """The running bot, configured with a webhook URL and its secret, POSTs lead.qualified without being asked."""
+    process = BotProcess(
+        fake, database_url, CONSULTBOT_CONFIG=str(_config(tmp_path, receiver.url)), CRM_WEBHOOK_SECRET=SECRET
+    )
+    await process.start()
+    try:
+        await fake.wait_for_long_poll(timeout=STARTUP)
+        await _qualify(fake.user(7304, first_name="Ada"))
+        await asyncio.wait_for(receiver.arrived.wait(), STARTUP)
+    finally:
+        status = await process.stop()
+
+    assert status == 0
+    assert receiver.types() == ["lead.qualified"]
+    assert "Traceback" not in process.logged
+
+
+def test_consultbot_run_refuses_to_start_without_the_signing_secret_and_names_its_variable(tmp_path: Path) -> None:
+    """No CRM_WEBHOOK_SECRET: exit status 2 and a message naming the variable, before anything is served."""
+    config = _config(tmp_path, "http://127.0.0.1:9/hooks/consultbot")
+
+    result = _consultbot(
+        "run",
+        CONSULTBOT_CONFIG=str(config),
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/bot.db",
+        TELEGRAM_BOT_TOKEN="123456:TEST",
+        CRM_WEBHOOK_SECRET="",
+    )
+
+    assert result.returncode == 2
+    assert "CRM_WEBHOOK_SECRET: is not set" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_signature_verifies_only_with_the_secret_the_body_and_a_fresh_timestamp() -> None:
