@@ -201,10 +201,11 @@ class CrmDeliverer:
         delivered = 0
         while True:
             claimed = await self._outbox.claim("crm", now=self._clock(), lease=self._lease, limit=BATCH)
-            for message in claimed:
-                delivered += await self._deliver(message) == "done"
-            # A finished event is either done, dead, or due later than now, so the next claim only finds new ones.
-            if len(claimed) < BATCH:
+            outcomes = [await self._deliver(message) for message in claimed]
+            delivered += outcomes.count("done")
+            # A whole batch that failed means the CRM is down: the rest waits for the next round rather than
+            # hammering it (and events with a short back-off coming round again within this one).
+            if len(claimed) < BATCH or "done" not in outcomes:
                 return delivered
 
     async def keep_delivering(self, every: timedelta = CRM_EVERY) -> None:

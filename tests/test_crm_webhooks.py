@@ -31,6 +31,7 @@ from bot.crm import (
 from bot.relay import BookingRelay
 from bot.settings import Settings
 from bot.wiring import utc_now
+from leads.outbox import OutboxMessage, enqueue
 from tests.fake_telegram import FakeTelegram
 from tests.harness import BotProcess, RunningBot, running_bot
 from tests.test_booking_telegram import _book_on_the_last_day_shown, _qualify
@@ -363,6 +364,29 @@ async def test_retry_all_dead_sends_every_dead_letter_again(
     assert "5 dead letters will be sent again" in out
     assert delivered == 5
     assert receiver.types() == EVERY_KIND
+
+
+async def test_a_crm_that_is_down_is_tried_with_one_batch_per_round_and_later_gets_the_rest(
+    fake: FakeTelegram, database_url: str, tmp_path: Path, receiver: Receiver, clock: SkewedClock
+) -> None:
+    """Twenty-five queued events and refused connections: one batch of ten is tried; the other fifteen wait."""
+    events = [OutboxMessage("crm", "lead.qualified", f"lead.qualified:{n}", None, {"lead_id": n}) for n in range(25)]
+    async with _bot(fake, database_url, _config(tmp_path, receiver.url), clock) as bot:
+        async with bot.services.engine.begin() as connection:
+            await connection.run_sync(lambda sync: enqueue(sync, events, clock()))
+        await receiver.down()
+        async with _deliverer(bot, clock) as deliverer:
+            while_down = await deliverer.deliver_due()
+            tried = [entry.attempts for entry in await bot.services.outbox.entries(range(1, 26))]
+            await receiver.up()
+            untried = await deliverer.deliver_due()
+            clock.advance(LONGEST_RETRY)
+            backed_off = await deliverer.deliver_due()
+
+    assert while_down == 0
+    assert tried == [1] * 10 + [0] * 15
+    assert (untried, backed_off) == (15, 10)
+    assert len(receiver.events) == 25
 
 
 async def test_a_hanging_crm_does_not_slow_the_prospects_conversation(
