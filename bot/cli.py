@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from telegram import Bot
 from telegram.error import InvalidToken, NetworkError
 
-from bot import console, database, reports, staff_cli, web, workers
+from bot import console, crm, database, outbox_command, reports, staff_cli, web, workers
 from bot.cards import CardPoster
 from bot.config import BusinessConfig, ConfigError, load_config
 from bot.followups import FollowUpSender
@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     rotate = experts_commands.add_parser("rotate-token", help="give an expert's feed a new link; the old one stops")
     rotate.add_argument("key", metavar="ID", help="the expert (a key from the configuration)")
     staff_cli.add_parser(commands)
+    outbox_command.add_arguments(commands.add_parser("outbox", help="pending CRM webhooks and cards, dead letters"))
     return parser
 
 
@@ -122,6 +123,8 @@ async def _run_command(arguments: argparse.Namespace, settings: Settings, config
             case "leads":
                 async with open_services(settings, config) as services:
                     return await staff_cli.run(arguments, services.reports)
+            case "outbox":
+                return await outbox_command.run(arguments, settings, config)
     except (OSError, SQLAlchemyError) as error:
         print(f"consultbot: cannot use the database {_safe(settings.database_url)}: {error}", file=sys.stderr)
         return 1
@@ -198,7 +201,7 @@ async def _database(command: str, settings: Settings) -> int:
 
 
 def _sales_workers(services: Services, bot: Bot) -> list[Coroutine[Any, Any, None]]:
-    """The hand-off's background work: relaying consultation changes to sales, and the lead cards."""
+    """The hand-off's background work: relaying consultation changes to sales, the lead cards, and CRM webhooks."""
     config = services.config
     poster = None
     if config.sales.chat_id is not None:
@@ -211,13 +214,22 @@ def _sales_workers(services: Services, bot: Bot) -> list[Coroutine[Any, Any, Non
             experts=config.experts,
             clock=utc_now,
         )
-    relay = BookingRelay(
-        bookings=services.booking_store,
-        handoff=services.handoff,
-        clock=utc_now,
-        relayed=(lambda: None) if poster is None else poster.wake,
+    deliverer = None
+    if config.crm.webhook_url is not None:
+        deliverer = crm.CrmDeliverer.for_config(config, outbox=services.outbox, clock=utc_now)
+    # Relayed booking changes queue card and CRM messages: wake whichever workers there are.
+    woken = [worker.wake for worker in (poster, deliverer) if worker is not None]
+
+    def relayed() -> None:
+        for wake in woken:
+            wake()
+
+    relay = BookingRelay(bookings=services.booking_store, handoff=services.handoff, clock=utc_now, relayed=relayed)
+    return (
+        [relay.keep_relaying()]
+        + ([] if poster is None else [poster.keep_posting()])
+        + ([] if deliverer is None else [deliverer.keep_delivering()])
     )
-    return [relay.keep_relaying()] + ([] if poster is None else [poster.keep_posting()])
 
 
 def _privacy_workers(services: Services) -> list[Coroutine[Any, Any, None]]:
@@ -248,6 +260,8 @@ async def _serve(settings: Settings, config: BusinessConfig) -> int:
 
     # Read once, before anything starts: a missing CalDAV password stops start-up with the variable's name.
     passwords = workers.caldav_passwords(config.experts)
+    if config.crm.webhook_url is not None:
+        crm.webhook_secret(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
