@@ -81,6 +81,8 @@ class ProspectRow(SQLModel, table=True):
     """The IANA zone they said they are in; times are shown to them in it."""
     followups_stopped_at: datetime | None = _instant(nullable=True)
     """When they sent /stop: no follow-up message goes to them after that."""
+    blocked_at: datetime | None = _instant(nullable=True)
+    """When Telegram first answered 403 (they blocked the bot): nothing is sent to them after that."""
     created_at: datetime = _instant()
     updated_at: datetime = _instant()
 

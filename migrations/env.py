@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy import Connection
 from sqlmodel import SQLModel
 
+import bot.tables  # noqa: F401  (registers the tables on the metadata)
 import leads.tables  # noqa: F401  (registers the tables on the metadata)
 import scheduling.tables  # noqa: F401
 

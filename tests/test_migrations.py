@@ -10,7 +10,8 @@ from sqlalchemy import Connection, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
-import leads.tables  # noqa: F401  (the models whose tables the migrations must create)
+import bot.tables  # noqa: F401  (the models whose tables the migrations must create)
+import leads.tables  # noqa: F401
 from bot import database
 
 
