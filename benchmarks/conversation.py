@@ -349,6 +349,11 @@ def _cpu_clock(pid: int) -> CpuClock:
 async def run_load(serve: Serve, turn: Turn, prospects: Sequence[Prospect], *, paced: bool) -> Load:
     """All prospects at once against a freshly started bot and fake server; paced=False answers at once."""
     async with FakeTelegram() as fake:
+        # The bundled example hands qualified leads to its sales chat: the bot posts their cards there, as in
+        # production, so the chat must exist (the echo bot never writes to it).
+        sales_chat = load_config(BUNDLED_EXAMPLE).sales.chat_id
+        if sales_chat is not None:
+            fake.group(sales_chat)
         async with serve(fake) as bot_cpu:
             # Start timing once the bot is up and waiting, so start-up and migrations are not counted.
             await fake.wait_for_long_poll(timeout=60)
