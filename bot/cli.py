@@ -353,6 +353,8 @@ async def _stop_gracefully(
     application: BotApplication, intake: Intake | None, tasks: list[asyncio.Task[None]], *, grace: float
 ) -> None:
     """Take no more updates, finish those in hand within `grace` seconds, then stop the workers."""
+    from bot.metrics import ObservedUpdateProcessor
+
     log.info("stopping: taking no more updates, finishing those in hand (up to %.0f s)", grace)
     if intake is not None:
         intake.accepting = False
@@ -363,7 +365,10 @@ async def _stop_gracefully(
         async with asyncio.timeout(grace):
             await application.stop()
     except TimeoutError:
-        log.warning("stopping: updates still in hand after %.0f s are left to Telegram's redelivery", grace)
+        # Cancelled rather than cut off mid-request by the shutdown: their transactions roll back.
+        processor = application.update_processor
+        cancelled = await processor.cancel_in_hand() if isinstance(processor, ObservedUpdateProcessor) else 0
+        log.warning("stopping: %d update(s) still in hand after %.0f s were cancelled", cancelled, grace)
     # A worker's claimed rows keep their lease until it expires; then another replica (or the next start) takes them.
     for task in tasks:
         task.cancel()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -25,6 +28,8 @@ from telegram.ext import BaseRateLimiter, BaseUpdateProcessor
 
 from bot import logs
 from bot.wiring import Services
+
+log = logging.getLogger("consultbot.updates")
 
 JSONResult = bool | dict[str, Any] | list[dict[str, Any]]
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -157,10 +162,27 @@ class ObservedUpdateProcessor(BaseUpdateProcessor):
         super().__init__(inner.max_concurrent_updates)
         self._inner = inner
         self._metrics = metrics
+        self._in_hand: set[asyncio.Task[Any]] = set()
+
+    async def cancel_in_hand(self) -> int:
+        """Cancel the updates still being handled (at the end of a shutdown's grace); how many there were."""
+        tasks = list(self._in_hand)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return len(tasks)
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         """Hand the update to the inner processor, timing only its handlers (not its wait for the chat)."""
-        await self._inner.do_process_update(update, self._observed(update, coroutine))
+        task = asyncio.current_task()
+        assert task is not None, "python-telegram-bot handles each update in a task"
+        self._in_hand.add(task)
+        try:
+            await self._inner.do_process_update(update, self._observed(update, coroutine))
+        finally:
+            self._in_hand.discard(task)
 
     async def _observed(self, update: object, coroutine: Awaitable[Any]) -> None:
         kind = update_kind(update)
@@ -171,8 +193,11 @@ class ObservedUpdateProcessor(BaseUpdateProcessor):
         try:
             await coroutine
         finally:
-            self._metrics.update_seconds.labels(kind).observe(time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self._metrics.update_seconds.labels(kind).observe(seconds)
             self._metrics.updates.labels(kind).inc()
+            # The kind and the time only: the ids are on the line from the context, the content never is.
+            log.info("handled %s update in %.0f ms", kind, seconds * 1000)
 
     async def initialize(self) -> None:
         """Set up the inner processor."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +26,7 @@ from bot.wiring import Services, open_services, sync_policy
 from tests.conftest import FixedClock
 from tests.fake_telegram import FakeTelegram
 from tests.harness import BotProcess
+from tests.test_privacy import PERSONAL, _qualify_with_every_detail
 
 WEBHOOK_URL = "https://bot.example.com/telegram/webhook"
 SECRET = "s3cret-Token_for-tests"
@@ -257,3 +259,67 @@ async def test_consultbot_run_with_a_webhook_url_takes_updates_on_the_configured
     assert status == 0
     assert SECRET not in process.logged
     assert "Traceback" not in process.logged
+
+
+@pytest.mark.slow
+async def test_sigterm_lets_the_update_in_hand_finish_and_exits_0(fake: FakeTelegram, database_url: str) -> None:
+    """A SIGTERM while a reply is on its way: the reply is still sent, and the process exits 0 within the grace."""
+    ada = fake.user(4242, first_name="Ada")
+    process = BotProcess(fake, database_url, HTTP_PORT=str(_free_port()), SHUTDOWN_GRACE_SECONDS="15")
+    await process.start()
+    await fake.wait_for_long_poll(timeout=STARTUP)
+    fake.delay("sendMessage", 1.0)
+    await ada.send_text("/start website")
+    await fake.wait_for_call_in_flight("sendMessage")
+
+    status = await process.stop(signal.SIGTERM, grace=15)
+
+    assert status == 0
+    assert [call.ok for call in fake.calls_of("sendMessage")] == [True, True]
+    assert "Which processes" in ada.messages()[-1].text
+    assert "Traceback" not in process.logged
+
+
+@pytest.mark.slow
+async def test_an_update_outlasting_the_grace_period_does_not_hold_the_process(
+    fake: FakeTelegram, database_url: str
+) -> None:
+    """With SHUTDOWN_GRACE_SECONDS=1 and a reply that takes far longer, SIGTERM still ends the process promptly."""
+    ada = fake.user(4242, first_name="Ada")
+    process = BotProcess(fake, database_url, HTTP_PORT=str(_free_port()), SHUTDOWN_GRACE_SECONDS="1")
+    await process.start()
+    await fake.wait_for_long_poll(timeout=STARTUP)
+    fake.delay("sendMessage", 30.0)
+    await ada.send_text("/start website")
+    await fake.wait_for_call_in_flight("sendMessage")
+
+    status = await process.stop(signal.SIGTERM, grace=10)
+
+    assert status == 0
+    assert "1 update(s) still in hand after 1 s were cancelled" in process.logged
+    assert "Traceback" not in process.logged
+
+
+@pytest.mark.slow
+async def test_json_logs_carry_the_update_chat_and_lead_ids_and_no_personal_data(
+    fake: FakeTelegram, database_url: str
+) -> None:
+    """LOG_FORMAT=json: every line is a JSON object with its ids; nothing the prospect typed appears at INFO."""
+    ada = fake.user(4242, first_name="Ada", last_name="Lovelace", username="ada_l")
+    process = BotProcess(fake, database_url, HTTP_PORT=str(_free_port()), LOG_FORMAT="json")
+    await process.start()
+    try:
+        await fake.wait_for_long_poll(timeout=STARTUP)
+        await _qualify_with_every_detail(ada)
+    finally:
+        status = await process.stop(signal.SIGTERM)
+
+    entries = [json.loads(line) for line in process.logged.splitlines() if line.strip()]
+    handled = [entry for entry in entries if entry["message"].startswith("handled ")]
+    assert status == 0
+    assert all({"ts", "level", "logger", "message"} <= entry.keys() for entry in entries)
+    assert handled
+    assert all(entry["chat_id"] == 4242 and isinstance(entry["update_id"], int) for entry in handled)
+    assert {entry.get("lead_id") for entry in handled} - {None}
+    for personal in (*PERSONAL, "Ada"):
+        assert personal not in process.logged, f"{personal!r} was logged"
