@@ -10,7 +10,16 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from sqlalchemy import text
 from telegram import Update
 from telegram.error import (
@@ -78,6 +87,9 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
+        # The process's CPU, memory, open files and collections, as the default registry would show them.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            registry.register(collector)
         self.updates = Counter("consultbot_updates", "Telegram updates handled, by kind", ["kind"], registry=registry)
         self.update_seconds = Histogram(
             "consultbot_update_handling_seconds", "Time the handlers took per update", ["kind"], registry=registry

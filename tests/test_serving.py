@@ -258,6 +258,7 @@ async def test_consultbot_run_with_a_webhook_url_takes_updates_on_the_configured
     assert fake.calls_of("getUpdates") == []
     assert status == 0
     assert SECRET not in process.logged
+    assert fake.token not in process.logged
     assert "Traceback" not in process.logged
 
 
