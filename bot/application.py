@@ -54,6 +54,9 @@ def build_application(settings: Settings, services: Services, *, metrics: Metric
         .concurrent_updates(ObservedUpdateProcessor(PerChatUpdateProcessor(CONCURRENT_UPDATES), metrics))
         .connection_pool_size(CONCURRENT_UPDATES * 2)
         .pool_timeout(10)
+        # On stop, PTB confirms the last updates with one more getUpdates while the cancelled long poll may still
+        # hold its connection; with a single connection that call timed out and the updates came again later.
+        .get_updates_connection_pool_size(2)
         .post_init(_set_commands)
         .build()
     )

@@ -288,7 +288,11 @@ async def _serve(settings: Settings, config: BusinessConfig) -> int:
             )
             return 1
         running.push_async_callback(server.stop)
-        log.info("serving HTTP on %s: /healthz, /readyz, /metrics, /calendars/…", server.url)
+        log.info(
+            "serving experts' calendar feeds on %s (links: %s/calendars/…), and /healthz, /readyz, /metrics",
+            server.url,
+            settings.feed_base_url,
+        )
         try:
             async with application:
                 await application.start()

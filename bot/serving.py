@@ -85,7 +85,7 @@ async def telegram_webhook(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text="not an update")
     try:
         update = Update.de_json(data, intake.application.bot)
-    except (KeyError, TypeError, ValueError):
+    except Exception:  # PTB's parsers raise whatever a malformed field trips over; none of it is an update
         raise web.HTTPBadRequest(text="not an update") from None
     await intake.application.update_queue.put(update)
     return web.Response(text="ok")

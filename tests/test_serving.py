@@ -142,15 +142,15 @@ async def test_webhook_requests_without_or_with_a_wrong_secret_are_refused_and_c
 async def test_a_webhook_body_that_is_not_an_update_is_a_bad_request(
     fake: FakeTelegram, database_url: str, clock: FixedClock
 ) -> None:
-    """Garbage, a JSON array and an object without update_id are answered 400, with the right secret too."""
+    """Garbage, a JSON array, no update_id or a malformed message: 400, with the right secret too."""
     headers = {serving.SECRET_HEADER: SECRET, "Content-Type": "application/json"}
     async with serving_bot(fake, database_url, clock) as bot, aiohttp.ClientSession() as session:
         statuses = []
-        for body in (b"{not json", b"[1, 2]", b'{"message": {}}'):
+        for body in (b"{not json", b"[1, 2]", b'{"message": {}}', b'{"update_id": 1, "message": "hello"}'):
             async with session.post(bot.webhook, data=body, headers=headers) as response:
                 statuses.append(response.status)
 
-    assert statuses == [400, 400, 400]
+    assert statuses == [400, 400, 400, 400]
     assert fake.calls_of("sendMessage") == []
 
 
@@ -266,7 +266,7 @@ async def test_consultbot_run_with_a_webhook_url_takes_updates_on_the_configured
 async def test_sigterm_lets_the_update_in_hand_finish_and_exits_0(fake: FakeTelegram, database_url: str) -> None:
     """A SIGTERM while a reply is on its way: the reply is still sent, and the process exits 0 within the grace."""
     ada = fake.user(4242, first_name="Ada")
-    process = BotProcess(fake, database_url, HTTP_PORT=str(_free_port()), SHUTDOWN_GRACE_SECONDS="15")
+    process = BotProcess(fake, database_url, SHUTDOWN_GRACE_SECONDS="15")
     await process.start()
     await fake.wait_for_long_poll(timeout=STARTUP)
     fake.delay("sendMessage", 1.0)
@@ -287,7 +287,7 @@ async def test_an_update_outlasting_the_grace_period_does_not_hold_the_process(
 ) -> None:
     """With SHUTDOWN_GRACE_SECONDS=1 and a reply that takes far longer, SIGTERM still ends the process promptly."""
     ada = fake.user(4242, first_name="Ada")
-    process = BotProcess(fake, database_url, HTTP_PORT=str(_free_port()), SHUTDOWN_GRACE_SECONDS="1")
+    process = BotProcess(fake, database_url, SHUTDOWN_GRACE_SECONDS="1")
     await process.start()
     await fake.wait_for_long_poll(timeout=STARTUP)
     fake.delay("sendMessage", 30.0)
@@ -307,7 +307,7 @@ async def test_json_logs_carry_the_update_chat_and_lead_ids_and_no_personal_data
 ) -> None:
     """LOG_FORMAT=json: every line is a JSON object with its ids; nothing the prospect typed appears at INFO."""
     ada = fake.user(4242, first_name="Ada", last_name="Lovelace", username="ada_l")
-    process = BotProcess(fake, database_url, HTTP_PORT=str(_free_port()), LOG_FORMAT="json")
+    process = BotProcess(fake, database_url, LOG_FORMAT="json")
     await process.start()
     try:
         await fake.wait_for_long_poll(timeout=STARTUP)
