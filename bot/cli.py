@@ -302,7 +302,32 @@ async def _serve(settings: Settings, config: BusinessConfig) -> int:
                     log.info("taking updates from Telegram's webhook on %s", settings.webhook_path)
                 else:
                     await application.updater.start_polling(poll_interval=0, timeout=30, drop_pending_updates=False)
-                background = _background(services, application.bot, passwords, running)
+                background = [
+                    services.calendar_sync.keep_in_sync(timedelta(minutes=config.calendars.sync_minutes)),
+                    workers.ReminderSender(
+                        store=services.booking_store,
+                        bot=application.bot,
+                        config=config,
+                        experts=config.experts,
+                        clock=utc_now,
+                    ).keep_sending(workers.REMINDER_EVERY),
+                ]
+                background += _sales_workers(services, application.bot)
+                background += _privacy_workers(services)
+                background.append(_followup_sender(services, application.bot).keep_sending())
+                if any(expert.caldav is not None for expert in config.experts):
+                    session = aiohttp.ClientSession(headers={"User-Agent": user_agent()})
+                    running.push_async_callback(session.close)
+                    writer = workers.CalendarWriter(
+                        store=services.booking_store,
+                        experts=config.experts,
+                        session=session,
+                        passwords=passwords,
+                        company=config.company.name,
+                        fallback_email=workers.fallback_email(config),
+                        clock=utc_now,
+                    )
+                    background.append(writer.keep_writing(workers.CALENDAR_WRITE_EVERY))
                 tasks = [asyncio.create_task(work) for work in background]
                 # Everything built so far lives as long as the process: out of the collector's sight, it is
                 # not traversed again by every full collection while updates are handled.
@@ -321,36 +346,6 @@ async def _serve(settings: Settings, config: BusinessConfig) -> int:
             )
             return 1
     return 0
-
-
-def _background(
-    services: Services, bot: Bot, passwords: dict[str, str | None], running: contextlib.AsyncExitStack
-) -> list[Coroutine[Any, Any, None]]:
-    """The workers that run beside the handlers: calendar sync, reminders, the hand-off, privacy, follow-ups, CalDAV."""
-    config = services.config
-    background = [
-        services.calendar_sync.keep_in_sync(timedelta(minutes=config.calendars.sync_minutes)),
-        workers.ReminderSender(
-            store=services.booking_store, bot=bot, config=config, experts=config.experts, clock=utc_now
-        ).keep_sending(workers.REMINDER_EVERY),
-    ]
-    background += _sales_workers(services, bot)
-    background += _privacy_workers(services)
-    background.append(_followup_sender(services, bot).keep_sending())
-    if any(expert.caldav is not None for expert in config.experts):
-        session = aiohttp.ClientSession(headers={"User-Agent": user_agent()})
-        running.push_async_callback(session.close)
-        writer = workers.CalendarWriter(
-            store=services.booking_store,
-            experts=config.experts,
-            session=session,
-            passwords=passwords,
-            company=config.company.name,
-            fallback_email=workers.fallback_email(config),
-            clock=utc_now,
-        )
-        background.append(writer.keep_writing(workers.CALENDAR_WRITE_EVERY))
-    return background
 
 
 async def _stop_gracefully(
