@@ -16,6 +16,7 @@ from bot.handlers.privacy import PrivacyHandlers
 from bot.handlers.qualification import QualificationHandlers
 from bot.handlers.sales import SalesHandlers
 from bot.handlers.staff import StaffHandlers
+from bot.metrics import CountingLimiter, Metrics, ObservedUpdateProcessor
 from bot.settings import Settings
 from bot.telegram_io import PerChatUpdateProcessor, RetryAfterLimiter
 from bot.wiring import Services
@@ -34,8 +35,9 @@ BotApplication = Application[
 """The Application as python-telegram-bot's builder makes it with default types."""
 
 
-def build_application(settings: Settings, services: Services) -> BotApplication:
-    """An Application talking to the configured Bot API server, with every handler registered."""
+def build_application(settings: Settings, services: Services, *, metrics: Metrics | None = None) -> BotApplication:
+    """An Application talking to the configured Bot API server, with every handler registered (and observed)."""
+    metrics = metrics or Metrics()
     # PTB 22 builds RetryAfter (and other time periods) with a deprecation warning unless the
     # process opts in to the timedelta form that its next major version makes the only one.
     os.environ.setdefault("PTB_TIMEDELTA", "true")
@@ -45,13 +47,16 @@ def build_application(settings: Settings, services: Services) -> BotApplication:
         .base_url(settings.bot_api_base_url)
         .base_file_url(settings.bot_api_file_url)
         .defaults(Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True)))
-        .rate_limiter(RetryAfterLimiter())
+        .rate_limiter(CountingLimiter(RetryAfterLimiter(), metrics))
         # A few updates at a time overlap database and HTTP waits; many more only add idle
         # connections, which httpcore scans on every request (encode/httpcore#1035). An update
         # makes at most two Bot API calls at once, hence two connections per update in hand.
-        .concurrent_updates(PerChatUpdateProcessor(CONCURRENT_UPDATES))
+        .concurrent_updates(ObservedUpdateProcessor(PerChatUpdateProcessor(CONCURRENT_UPDATES), metrics))
         .connection_pool_size(CONCURRENT_UPDATES * 2)
         .pool_timeout(10)
+        # On stop, PTB confirms the last updates with one more getUpdates while the cancelled long poll may still
+        # hold its connection; with a single connection that call timed out and the updates came again later.
+        .get_updates_connection_pool_size(2)
         .post_init(_set_commands)
         .build()
     )

@@ -11,7 +11,7 @@ import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiohttp
@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from telegram import Bot
 from telegram.error import InvalidToken, NetworkError
 
-from bot import console, crm, database, outbox_command, reports, staff_cli, web, workers
+from bot import console, crm, database, logs, outbox_command, reports, staff_cli, web, workers
 from bot.cards import CardPoster
 from bot.config import BusinessConfig, ConfigError, load_config
 from bot.followups import FollowUpSender
@@ -29,6 +29,10 @@ from bot.wiring import Services, open_services, utc_now
 from scheduling.feeds import redact, user_agent
 from scheduling.model import Expert
 
+if TYPE_CHECKING:
+    from bot.application import BotApplication
+    from bot.serving import Intake
+
 log = logging.getLogger("consultbot")
 
 
@@ -37,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     try:
         settings = load_settings()
-        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logs.configure(level=settings.log_level, style=settings.log_format)
         # Libraries log every HTTP request at INFO; keep the bot's own lines readable.
         logging.getLogger("httpx").setLevel(logging.WARNING)
         if arguments.command in {"chat", "sync", "slots", "experts"}:
@@ -55,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="consultbot", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="serve prospects on Telegram (long polling)")
+    commands.add_parser("run", help="serve prospects on Telegram (long polling, or a webhook with WEBHOOK_URL)")
     commands.add_parser("chat", help="the prospect conversation in this terminal")
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -255,8 +259,10 @@ def _followup_sender(services: Services, bot: Bot) -> FollowUpSender:
 
 
 async def _serve(settings: Settings, config: BusinessConfig) -> int:
-    """Poll Telegram, serve experts' feeds, send reminders and write calendars until SIGINT or SIGTERM; then stop."""
+    """Take Telegram's updates, serve feeds and health, send reminders and write calendars until SIGINT or SIGTERM."""
+    from bot import serving
     from bot.application import build_application
+    from bot.metrics import Metrics
 
     # Read once, before anything starts: a missing CalDAV password stops start-up with the variable's name.
     passwords = workers.caldav_passwords(config.experts)
@@ -267,21 +273,35 @@ async def _serve(settings: Settings, config: BusinessConfig) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with open_services(settings, config) as services, contextlib.AsyncExitStack() as running:
-        application = build_application(settings, services)
+        metrics = Metrics()
+        application = build_application(settings, services, metrics=metrics)
+        intake = None
+        if settings.webhook_secret is not None and settings.webhook_url is not None:
+            intake = serving.Intake(application, settings.webhook_secret.get_secret_value())
         try:
-            server = await web.start_feed_server(settings, services)
+            server = await web.start_feed_server(
+                settings, services, extend=serving.routes(settings, services, metrics, intake)
+            )
         except OSError as error:
             print(
                 f"consultbot: cannot serve HTTP on {settings.http_host}:{settings.http_port}: {error}", file=sys.stderr
             )
             return 1
         running.push_async_callback(server.stop)
-        log.info("serving experts' calendar feeds on %s (links: %s/calendars/…)", server.url, settings.feed_base_url)
+        log.info(
+            "serving experts' calendar feeds on %s (links: %s/calendars/…), and /healthz, /readyz, /metrics",
+            server.url,
+            settings.feed_base_url,
+        )
         try:
             async with application:
                 await application.start()
                 assert application.updater is not None
-                await application.updater.start_polling(poll_interval=0, timeout=30, drop_pending_updates=False)
+                if intake is not None:
+                    await serving.register_webhook(application.bot, settings)
+                    log.info("taking updates from Telegram's webhook on %s", settings.webhook_path)
+                else:
+                    await application.updater.start_polling(poll_interval=0, timeout=30, drop_pending_updates=False)
                 background = [
                     services.calendar_sync.keep_in_sync(timedelta(minutes=config.calendars.sync_minutes)),
                     workers.ReminderSender(
@@ -315,14 +335,7 @@ async def _serve(settings: Settings, config: BusinessConfig) -> int:
                 gc.set_threshold(10_000, 20, 20)
                 log.info("consultbot is serving @%s", application.bot.username)
                 await stop.wait()
-                log.info("stopping: finishing the updates in hand")
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-                await application.updater.stop()
-                await application.stop()
+                await _stop_gracefully(application, intake, tasks, grace=settings.shutdown_grace_seconds)
         except InvalidToken:
             print("consultbot: Telegram refused TELEGRAM_BOT_TOKEN (unauthorized)", file=sys.stderr)
             return 2
@@ -333,6 +346,34 @@ async def _serve(settings: Settings, config: BusinessConfig) -> int:
             )
             return 1
     return 0
+
+
+async def _stop_gracefully(
+    application: BotApplication, intake: Intake | None, tasks: list[asyncio.Task[None]], *, grace: float
+) -> None:
+    """Take no more updates, finish those in hand within `grace` seconds, then stop the workers."""
+    from bot.metrics import ObservedUpdateProcessor
+
+    log.info("stopping: taking no more updates, finishing those in hand (up to %.0f s)", grace)
+    if intake is not None:
+        intake.accepting = False
+    assert application.updater is not None
+    if application.updater.running:
+        await application.updater.stop()
+    try:
+        async with asyncio.timeout(grace):
+            await application.stop()
+    except TimeoutError:
+        # Cancelled rather than cut off mid-request by the shutdown: their transactions roll back.
+        processor = application.update_processor
+        cancelled = await processor.cancel_in_hand() if isinstance(processor, ObservedUpdateProcessor) else 0
+        log.warning("stopping: %d update(s) still in hand after %.0f s were cancelled", cancelled, grace)
+    # A worker's claimed rows keep their lease until it expires; then another replica (or the next start) takes them.
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _safe(url: str) -> str:

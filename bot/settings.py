@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.config import BUNDLED_EXAMPLE, ConfigError
 
 TELEGRAM_API = "https://api.telegram.org"
+# What Telegram accepts as a webhook's secret_token (Bot API, setWebhook).
+_WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 class Settings(BaseSettings):
@@ -28,6 +33,37 @@ class Settings(BaseSettings):
     """The bot's own HTTP server (experts' calendar feeds); 0 picks a free port."""
     public_url: str | None = None
     """Where that server is reached from outside, e.g. https://bot.example.com; feed links are built on it."""
+    webhook_url: str | None = None
+    """Set: Telegram posts updates to this https URL (served on the path of it) instead of being polled."""
+    webhook_secret: SecretStr | None = Field(default=None, validate_default=True)
+    """Telegram sends it in X-Telegram-Bot-Api-Secret-Token with every update; required with WEBHOOK_URL."""
+    log_format: Literal["text", "json"] = "text"
+    shutdown_grace_seconds: float = Field(default=20.0, gt=0)
+    """On SIGTERM, how long the updates in hand may take to finish before the process exits anyway."""
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError("must start with https:// (Telegram posts updates only over TLS)")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_with_webhook(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # The value itself never goes into a message: it is a secret.
+        if value is None:
+            if info.data.get("webhook_url"):
+                raise ValueError("is not set; WEBHOOK_URL needs a secret token that Telegram sends back")
+            return None
+        if not _WEBHOOK_SECRET.fullmatch(value.get_secret_value()):
+            raise ValueError("must be 1 to 256 characters, each a letter, digit, _ or -")
+        return value
+
+    @property
+    def webhook_path(self) -> str:
+        """The path Telegram posts to on the bot's HTTP server, from WEBHOOK_URL."""
+        return urlsplit(self.webhook_url or "").path or "/"
 
     @field_validator("public_url")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -117,10 +118,19 @@ async def start_web_server(app: web.Application, *, host: str, port: int) -> Web
     return server
 
 
-async def start_feed_server(settings: Settings, services: Services, *, clock: Clock = utc_now) -> WebServer:
-    """Serve the experts' feeds on the configured host and port (HTTP_HOST, HTTP_PORT; 0: a free port)."""
+async def start_feed_server(
+    settings: Settings,
+    services: Services,
+    *,
+    clock: Clock = utc_now,
+    extend: Callable[[web.Application], None] | None = None,
+) -> WebServer:
+    """Serve the experts' feeds, and whatever `extend` adds, on HTTP_HOST and HTTP_PORT (0: a free port)."""
     config = services.config
     publisher = FeedPublisher(
         services.bookings, company=config.company.name, fallback_email=fallback_email(config), clock=clock
     )
-    return await start_web_server(build_web_app(publisher), host=settings.http_host, port=settings.http_port)
+    app = build_web_app(publisher)
+    if extend is not None:
+        extend(app)
+    return await start_web_server(app, host=settings.http_host, port=settings.http_port)

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from tests.local_server import LocalServer
@@ -819,6 +820,8 @@ class FakeTelegram(LocalServer):
         self._poll_generation = 0
         self._polls_waiting = 0
         self._failures: dict[str, tuple[int, int]] = {}
+        self._delays: dict[str, float] = {}
+        self._in_flight: dict[str, int] = {}
         self._callback_queries: dict[str, _CallbackQuery] = {}
         self._callback_answers: list[tuple[int, dict[str, Any]]] = []
         self._query_ids = itertools.count(1)
@@ -913,6 +916,37 @@ class FakeTelegram(LocalServer):
         """Answer the next `times` calls of `method` with 429 Too Many Requests."""
         canonical = self._canonical.get(method.lower(), method)
         self._failures[canonical] = (times, retry_after)
+
+    def delay(self, method: str, seconds: float) -> None:
+        """Answer every later call of `method` only after `seconds`, as a slow Bot API would."""
+        self._delays[self._canonical.get(method.lower(), method)] = seconds
+
+    async def wait_for_call_in_flight(self, method: str, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+        """Wait until a call of `method` has arrived and is not answered yet (see `delay`)."""
+        canonical = self._canonical.get(method.lower(), method)
+        if not await self._wait_until(lambda: self._in_flight.get(canonical, 0) > 0, timeout):
+            raise TimeoutError(f"no {canonical} call in flight within {timeout}s")
+
+    async def deliver_webhook(self, to: str) -> list[int]:
+        """Post the pending updates to the bot's webhook at `to`, as Telegram would; the HTTP statuses, in order.
+
+        The webhook URL the bot set is public https; `to` is where the same path is served locally. The secret
+        token the bot set goes with every update, and an update is confirmed (no longer pending) only on a 200.
+        """
+        if not self.webhook_url:
+            raise AssertionError("no webhook is set; the bot must call setWebhook first")
+        headers = (
+            {} if self.webhook_secret_token is None else {"X-Telegram-Bot-Api-Secret-Token": self.webhook_secret_token}
+        )
+        statuses = []
+        async with aiohttp.ClientSession() as session:
+            for update in self._deliverable():
+                async with session.post(to, json=update, headers=headers) as response:
+                    statuses.append(response.status)
+                if response.status == 200:
+                    self._pending.remove(update)
+        self._pulse()
+        return statuses
 
     def block_bot(self, chat_id: int) -> None:
         """Make the user of `chat_id` block the bot: sends to the chat answer 403."""
@@ -1076,6 +1110,13 @@ class FakeTelegram(LocalServer):
             if handler is None:
                 raise _ApiError(404, "Not Found: method not found")
             self._maybe_rate_limit(method)
+            if method in self._delays:
+                self._in_flight[method] = self._in_flight.get(method, 0) + 1
+                self._pulse()
+                try:
+                    await asyncio.sleep(self._delays[method])
+                finally:
+                    self._in_flight[method] -= 1
             result = await handler(params)
         except _ApiError as err:
             if request.transport is None or request.transport.is_closing():

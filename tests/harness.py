@@ -63,6 +63,8 @@ class BotProcess:
             "TELEGRAM_BOT_TOKEN": fake.token,
             "TELEGRAM_BASE_URL": fake.url,
             "DATABASE_URL": database_url,
+            # A free port: a fixed one collides with any other bot or suite running on the machine.
+            "HTTP_PORT": "0",
             **environment,
         }
         self._process: asyncio.subprocess.Process | None = None

@@ -12,7 +12,7 @@ from telegram import Chat, Message, Update, User
 from telegram.error import BadRequest, Forbidden
 from telegram.ext import ContextTypes
 
-from bot import callbacks, render, texts
+from bot import callbacks, logs, render, texts
 from bot.config import BusinessConfig
 from bot.render import booking_keyboard
 
@@ -49,6 +49,7 @@ class QualificationHandlers:
         turn = await self._service.begin(
             chat_key=_chat_key(chat), visitor=_visitor(user), source=source, update_id=update.update_id
         )
+        _note_lead(turn)
         await self._greet(chat, turn)
 
     async def on_restart(self, update: Update, context: Context) -> None:
@@ -92,6 +93,7 @@ class QualificationHandlers:
             await query.answer(texts.INVALID_BUTTON)
             return
         turn = await self._service.respond(chat_key=_chat_key(chat), given=given, update_id=update.update_id)
+        _note_lead(turn)
         if turn is Ignored.DUPLICATE:
             return
         if turn is Ignored.NO_CONVERSATION:
@@ -130,6 +132,7 @@ class QualificationHandlers:
             return
         typed = flow.Typed(message.text)
         turn = await self._service.respond(chat_key=_chat_key(chat), given=typed, update_id=update.update_id)
+        _note_lead(turn)
         if turn is Ignored.DUPLICATE:
             return
         if turn is Ignored.NO_CONVERSATION:
@@ -246,3 +249,9 @@ def _visitor(user: User) -> Visitor:
         username=user.username,
         language_code=user.language_code,
     )
+
+
+def _note_lead(turn: Turn | Ignored) -> None:
+    """Put the lead's id on the log lines of the rest of this update (ids only, never what the prospect said)."""
+    if isinstance(turn, Turn):
+        logs.LEAD_ID.set(int(turn.lead_id))
