@@ -55,6 +55,11 @@ def is_sending(endpoint: str) -> bool:
     return endpoint.startswith(SENDING_PREFIXES) and endpoint not in NOT_SENDING
 
 
+def is_new_message(endpoint: str) -> bool:
+    """Whether a method adds a message to a chat, which sending twice would show twice (an edit made twice is one)."""
+    return endpoint.startswith(("send", "copy", "forward")) and endpoint not in NOT_SENDING
+
+
 def error_label(error: TelegramError) -> str:
     """The HTTP status an error of PTB's stands for ("timeout", or "network" for 5xx and lost connections)."""
     # PTB raises NetworkError alike for a 5xx answer and for a connection that failed, without the status.
@@ -68,11 +73,21 @@ def error_label(error: TelegramError) -> str:
     return "network" if isinstance(error, NetworkError) else "other"
 
 
-def surely_not_sent(error: TimedOut) -> bool:
-    """Whether a timeout happened before the request reached Telegram (no connection yet), so a retry cannot
-    duplicate it."""
+def surely_not_sent(error: NetworkError) -> bool:
+    """Whether a failed request cannot have reached Telegram, so that trying again cannot duplicate it.
+
+    True for a 5xx answer (Telegram's servers did not take it) and for a connection that was never made (refused,
+    connect or pool timeout); false for a connection lost after the request was written, or a read timeout.
+    """
+    cause = error.__cause__
+    if "Pool timeout" in error.message:
+        # PTB's own words for a request that never left: every pooled connection was busy.
+        return True
+    if cause is None:
+        # PTB raises a 5xx answer as a plain NetworkError; a failure in the HTTP library always has a cause.
+        return not isinstance(error, TimedOut)
     # By name: httpx is python-telegram-bot's dependency, not this project's.
-    return type(error.__cause__).__name__ in {"ConnectTimeout", "PoolTimeout"} or "Pool timeout" in error.message
+    return type(cause).__name__ in {"ConnectError", "ConnectTimeout", "PoolTimeout"}
 
 
 class TelegramLimiter(BaseRateLimiter[None]):
@@ -85,14 +100,14 @@ class TelegramLimiter(BaseRateLimiter[None]):
     - 429: wait the retry_after Telegram asked for and try again. The chat's lock is held meanwhile, which
       pauses that chat; a 429 outside any chat pauses every request. Given up (raised) once the waits of one
       request would pass `max_flood_wait`.
-    - 5xx and lost connections (NetworkError): retried after a back-off of 0.5 s doubling to 8 s with jitter,
-      `max_attempts` tries in all. A 5xx answer means Telegram did not take the message, and a connection
-      that failed before it was made cannot have delivered it either.
-    - Timeouts: one before the connection (connect, pool) is retried like a 5xx. One after the request was
-      written (read, write) may have delivered the message, so a message is retried once only: at worst the
-      prospect sees a message twice rather than never. Edits and other calls are idempotent enough to retry.
-    - 403 (Forbidden) is never retried; in a private chat it means the user blocked the bot, which is
-      reported to `on_blocked` (which records it) before the error is raised to the caller.
+    - 5xx, failed connections and timeouts (NetworkError): retried after a back-off of 0.5 s doubling to 8 s
+      with jitter, `max_attempts` tries in all. A 5xx answer means Telegram did not take the message, and a
+      connection never made cannot have delivered it (see `surely_not_sent`). A connection lost or a read
+      timed out after the request was written may have delivered it, so such a message is retried once only:
+      at worst the prospect sees it twice rather than never. Edits and other calls are idempotent enough.
+    - 400 (BadRequest, which PTB makes a NetworkError) and 403 (Forbidden) are never retried. A 403 in a
+      private chat means the user blocked the bot: it is reported to `on_blocked` (which records it), then
+      raised to the caller.
     - Only requests to a chat are retried on errors: a long poll, getMe or setWebhook has its own caller's
       retry policy (PTB's updater, the start-up), which back-off here would only slow down.
 
@@ -184,11 +199,15 @@ class TelegramLimiter(BaseRateLimiter[None]):
                 if isinstance(chat_id, int) and chat_id > 0 and self._on_blocked is not None:
                     await self._report_blocked(chat_id, error)
                 raise
+            except BadRequest:
+                # PTB's BadRequest is a NetworkError too; but a 400 says the request is wrong: again is wrong again.
+                self.errors["400"] += 1
+                raise
             except NetworkError as error:
-                # TimedOut is a NetworkError; BadRequest, Forbidden and the like are not.
+                # A 5xx, a connection that failed, or a timeout (TimedOut is a NetworkError).
                 self.errors[error_label(error)] += 1
                 failures += 1
-                if isinstance(error, TimedOut) and not surely_not_sent(error) and is_sending(endpoint):
+                if is_new_message(endpoint) and not surely_not_sent(error):
                     maybe_delivered += 1
                 if chat_id is None or failures >= self._max_attempts or maybe_delivered > 1:
                     raise

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
-from telegram.error import Forbidden
+from telegram.error import BadRequest, Forbidden, NetworkError, TimedOut
 from telegram.ext import ExtBot
 
 from bot.followups import FollowUpSender
 from bot.ratelimit import ChatWindows, Limit, SendLimits, SlidingWindow, backoff
 from bot.settings import Settings
-from bot.telegram_io import TelegramLimiter, is_sending
+from bot.telegram_io import JSONResult, TelegramLimiter, is_sending, surely_not_sent
 from bot.workers import ReminderSender
 from leads.repository import PROSPECTS
 from scheduling.booking_repository import REMINDERS
@@ -128,6 +130,55 @@ def test_settings_default_to_telegram_s_limits() -> None:
     assert limits == SendLimits(overall=Limit(30, 1.0), group=Limit(20, 60.0), private=Limit(3, 3.0))
 
 
+def _failure(error: NetworkError, cause: BaseException | None) -> NetworkError:
+    error.__cause__ = cause
+    return error
+
+
+def test_only_failures_before_the_request_reached_telegram_are_surely_not_sent() -> None:
+    """5xx and connections never made cannot have delivered; a lost connection or a read timeout may have."""
+    request = httpx.Request("POST", "http://telegram.invalid/sendMessage")
+    surely = [
+        _failure(NetworkError("Bad Gateway"), None),
+        _failure(NetworkError("httpx.ConnectError: refused"), httpx.ConnectError("refused", request=request)),
+        _failure(TimedOut(), httpx.ConnectTimeout("slow", request=request)),
+        _failure(TimedOut("Pool timeout: All connections in the connection pool are occupied."), None),
+    ]
+    maybe = [
+        _failure(TimedOut(), httpx.ReadTimeout("slow", request=request)),
+        _failure(NetworkError("httpx.RemoteProtocolError: gone"), httpx.RemoteProtocolError("gone")),
+        _failure(TimedOut(), None),
+    ]
+
+    assert [surely_not_sent(error) for error in surely] == [True] * len(surely)
+    assert [surely_not_sent(error) for error in maybe] == [False] * len(maybe)
+
+
+async def test_a_message_whose_answer_timed_out_is_sent_once_more_only_and_an_edit_until_it_works() -> None:
+    """A read timeout may have delivered the message: one more try. An edit, idempotent, is tried up to five times."""
+    limiter = TelegramLimiter(jitter=lambda: -1.0)
+    tries = {"sendMessage": 0, "editMessageText": 0}
+
+    def flaky(endpoint: str, failures: int) -> Callable[[], Coroutine[Any, Any, JSONResult]]:
+        async def call() -> JSONResult:
+            tries[endpoint] += 1
+            if tries[endpoint] <= failures:
+                raise _failure(TimedOut(), httpx.ReadTimeout("no answer"))
+            return True
+
+        return call
+
+    with pytest.raises(TimedOut):
+        await limiter.process_request(flaky("sendMessage", 2), (), {}, "sendMessage", {"chat_id": 42}, None)
+    edited = await limiter.process_request(
+        flaky("editMessageText", 3), (), {}, "editMessageText", {"chat_id": 42}, None
+    )
+
+    assert tries == {"sendMessage": 2, "editMessageText": 4}
+    assert edited is True
+    assert limiter.errors == {"timeout": 5}
+
+
 # The limiter on a bot talking to the fake Bot API.
 
 
@@ -185,6 +236,21 @@ async def test_502_and_500_answers_are_retried_until_the_message_goes_through(fa
     assert [(m.text, m.edits) for m in ada.messages()] == [("hello again", 1)]
     assert [call.status for call in fake.calls_of("sendMessage")] == [502, 502, 200]
     assert limiter.errors == {"network": 3}
+
+
+async def test_a_400_is_not_retried(fake: FakeTelegram) -> None:
+    """An edit Telegram refuses is refused again: one try, BadRequest to the caller, which has its own fallback."""
+    ada = fake.user(4242)
+    limiter = TelegramLimiter()
+
+    async with limited_bot(fake, limiter) as bot:
+        sent = await bot.send_message(ada.chat_id, "hello")
+        fake.refuse_edits(ada.messages()[0])
+        with pytest.raises(BadRequest):
+            await bot.edit_message_text("hello again", chat_id=ada.chat_id, message_id=sent.message_id)
+
+    assert len(fake.calls_of("editMessageText")) == 1
+    assert limiter.errors == {"400": 1}
 
 
 async def test_a_403_is_not_retried_and_reports_the_private_chat_as_blocked(fake: FakeTelegram) -> None:
