@@ -18,7 +18,7 @@ from bot.handlers.sales import SalesHandlers
 from bot.handlers.staff import StaffHandlers
 from bot.metrics import CountingLimiter, Metrics, ObservedUpdateProcessor
 from bot.settings import Settings
-from bot.telegram_io import PerChatUpdateProcessor, RetryAfterLimiter
+from bot.telegram_io import PerChatUpdateProcessor, TelegramLimiter
 from bot.wiring import Services
 
 CONCURRENT_UPDATES = 8
@@ -41,13 +41,17 @@ def build_application(settings: Settings, services: Services, *, metrics: Metric
     # PTB 22 builds RetryAfter (and other time periods) with a deprecation warning unless the
     # process opts in to the timedelta form that its next major version makes the only one.
     os.environ.setdefault("PTB_TIMEDELTA", "true")
+
+    async def on_blocked(chat_id: int) -> None:
+        await services.blocked.mark_blocked(chat_id, now=services.clock())
+
     application = (
         Application.builder()
         .token(settings.require_token())
         .base_url(settings.bot_api_base_url)
         .base_file_url(settings.bot_api_file_url)
         .defaults(Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True)))
-        .rate_limiter(CountingLimiter(RetryAfterLimiter(), metrics))
+        .rate_limiter(CountingLimiter(TelegramLimiter(limits=settings.send_limits, on_blocked=on_blocked), metrics))
         # A few updates at a time overlap database and HTTP waits; many more only add idle
         # connections, which httpcore scans on every request (encode/httpcore#1035). An update
         # makes at most two Bot API calls at once, hence two connections per update in hand.
@@ -88,6 +92,7 @@ def build_application(settings: Settings, services: Services, *, metrics: Metric
         staff=staff,
         sales_chat_id=config.sales.chat_id,
         followups=followups,
+        blocked=services.blocked,
     )
     return application
 

@@ -254,7 +254,12 @@ def _privacy_workers(services: Services) -> list[Coroutine[Any, Any, None]]:
 def _followup_sender(services: Services, bot: Bot) -> FollowUpSender:
     """The sender of the nudges, reminders and resources that follow the questionnaire."""
     return FollowUpSender(
-        store=services.followups, bookings=services.booking_store, bot=bot, config=services.config, clock=utc_now
+        store=services.followups,
+        bookings=services.booking_store,
+        bot=bot,
+        config=services.config,
+        clock=utc_now,
+        blocked=services.blocked,
     )
 
 
@@ -310,6 +315,7 @@ async def _serve(settings: Settings, config: BusinessConfig) -> int:
                         config=config,
                         experts=config.experts,
                         clock=utc_now,
+                        blocked=services.blocked,
                     ).keep_sending(workers.REMINDER_EVERY),
                 ]
                 background += _sales_workers(services, application.bot)

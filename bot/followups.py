@@ -1,7 +1,8 @@
 """Sends prospects the follow-ups that are due: the unfinished nudge, the unbooked reminder, the nurture resources.
 
 Failure policy, as for consultation reminders: Forbidden (the prospect blocked the bot) and "chat not found" are
-recorded as "blocked" and never tried again; any other Telegram or network error as "failed", claimed again when
+recorded as "blocked" and never tried again, and so is a follow-up to a prospect known to have blocked the bot, without
+trying; any other Telegram or network error as "failed", claimed again when
 the lease runs out, for a while (leads/followup_store.py, RETRY_FOR), then given up.
 """
 
@@ -20,7 +21,7 @@ from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from bot import texts
 from bot.config import BusinessConfig
 from bot.render import Message
-from bot.workers import keep_doing
+from bot.workers import BlockedUsers, keep_doing
 from leads.followup_store import DueFollowUp, Finish, SqlFollowUpStore
 from leads.followups import verdict
 from leads.model import LeadId
@@ -77,8 +78,10 @@ class FollowUpSender:
         config: BusinessConfig,
         clock: Callable[[], datetime],
         lease: timedelta = FOLLOWUP_LEASE,
+        blocked: BlockedUsers | None = None,
     ) -> None:
         self._store = store
+        self._blocked = blocked
         self._bookings = bookings
         self._bot = bot
         self._config = config
@@ -106,6 +109,8 @@ class FollowUpSender:
         why_not = await self._no_longer_due(due, now)
         if why_not is not None:
             return await self._finish(due, "skipped", why_not, now)
+        if self._blocked is not None and await self._blocked.is_blocked(due.chat_id):
+            return await self._finish(due, "blocked", "not sent: the prospect blocked the bot", now)
         shown = followup_message(due, self._config)
         try:
             await self._bot.send_message(

@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.config import BUNDLED_EXAMPLE, ConfigError
+from bot.ratelimit import SendLimits
 
 TELEGRAM_API = "https://api.telegram.org"
 # What Telegram accepts as a webhook's secret_token (Bot API, setWebhook).
@@ -31,6 +32,12 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
     """The bot's own HTTP server (experts' calendar feeds); 0 picks a free port."""
+    telegram_messages_per_second: float = Field(default=30, gt=0)
+    """Messages the bot sends a second in all: Telegram's limit for a bot without paid broadcasts."""
+    telegram_group_messages_per_minute: float = Field(default=20, gt=0)
+    """Messages a minute to one group, supergroup or channel (the sales chat): Telegram's limit."""
+    telegram_chat_messages_per_second: float = Field(default=1, gt=0)
+    """Messages a second to one private chat, on average over three seconds: about Telegram's limit."""
     public_url: str | None = None
     """Where that server is reached from outside, e.g. https://bot.example.com; feed links are built on it."""
     webhook_url: str | None = None
@@ -109,6 +116,15 @@ class Settings(BaseSettings):
     def bot_api_file_url(self) -> str:
         """The base URL for downloading files from the same Bot API server."""
         return self.bot_api_base_url.removesuffix("/bot") + "/file/bot"
+
+    @property
+    def send_limits(self) -> SendLimits:
+        """How fast the bot may send messages, as the Telegram limiter takes it."""
+        return SendLimits.per_second(
+            overall=self.telegram_messages_per_second,
+            group_per_minute=self.telegram_group_messages_per_minute,
+            private=self.telegram_chat_messages_per_second,
+        )
 
     def require_token(self) -> str:
         """The bot token, or a ConfigError saying it is missing."""

@@ -16,6 +16,7 @@ from bot.config import BusinessConfig
 from bot.journey import BookingJourney
 from bot.privacy import PrivacyService
 from bot.settings import Settings
+from leads.blocked_store import SqlBlockedStore
 from leads.followup_store import SqlFollowUpStore
 from leads.followups import Delays
 from leads.handoff import HandoffRules, HandoffService, QualifiedHandoff
@@ -57,6 +58,8 @@ class Services:
     privacy: PrivacyService
     reports: ReportService
     followups: SqlFollowUpStore
+    blocked: SqlBlockedStore
+    """Prospects who blocked the bot: the Telegram limiter records them, the senders skip them."""
 
 
 @asynccontextmanager
@@ -149,6 +152,7 @@ async def open_services(
                 clock=clock,
             ),
             followups=SqlFollowUpStore(transactions, delays=followup_delays(config), one_writer=one_writer),
+            blocked=SqlBlockedStore(transactions, one_writer=one_writer),
         )
     finally:
         await session.close()

@@ -14,7 +14,7 @@ import os
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 
 import aiohttp
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
@@ -76,6 +76,12 @@ async def keep_doing(
             await asyncio.wait_for(wake.wait(), every.total_seconds())
 
 
+class BlockedUsers(Protocol):
+    """Who blocked the bot (leads/blocked_store.py): nothing is sent to them on the bot's own initiative."""
+
+    async def is_blocked(self, telegram_user_id: int) -> bool: ...
+
+
 def fallback_email(config: BusinessConfig) -> str:
     """The organizer address of events of experts without an e-mail address of their own."""
     return config.company.email or NO_EMAIL
@@ -83,6 +89,9 @@ def fallback_email(config: BusinessConfig) -> str:
 
 class ReminderSender:
     """Sends prospects the reminders of their consultations that are due, each once.
+
+    Not sent at all, recorded as "blocked": a reminder to a prospect known to have blocked the bot (see
+    bot/telegram_io.py, TelegramLimiter, which records every 403 in a private chat).
 
     Failure policy. Forbidden (the prospect blocked the bot) and "chat not found" are recorded as "blocked" and never
     tried again. Any other Telegram or network error is recorded as "failed" and tried again when the lease runs out,
@@ -102,8 +111,10 @@ class ReminderSender:
         experts: Sequence[Expert],
         clock: Clock,
         lease: timedelta = REMINDER_LEASE,
+        blocked: BlockedUsers | None = None,
     ) -> None:
         self._store = store
+        self._blocked = blocked
         self._bot = bot
         self._config = config
         self._experts = {expert.key: expert for expert in experts}
@@ -139,6 +150,8 @@ class ReminderSender:
                 await self._finish(due, "skipped", "given up: the consultation has started", now)
             elif nearest[booking.uid] is not due:
                 await self._finish(due, "skipped", "not sent: a nearer reminder of the consultation is due", now)
+            elif self._blocked is not None and await self._blocked.is_blocked(booking.chat_id):
+                await self._finish(due, "blocked", "not sent: the prospect blocked the bot", now)
             else:
                 outcome = await self._send(due, now)
                 sent += outcome == "sent"

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import json
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 import aiohttp
@@ -463,6 +466,52 @@ class _Screen:
     sent_index: int | None
 
 
+def _fail(status: int, retry_after: int) -> None:
+    if status != 429:
+        raise _ApiError(status, HTTPStatus(status).phrase)
+    raise _ApiError(429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after)
+
+
+@dataclass
+class _Storm:
+    every: int
+    status: int
+    retry_after: int
+    calls: int = 0
+
+
+_SENDING_METHODS = frozenset(
+    {"sendMessage", "sendDocument", "editMessageText", "editMessageCaption", "editMessageReplyMarkup"}
+)
+"""What counts against the sending limits when the fake enforces them."""
+
+
+@dataclass
+class _RateLimits:
+    """Sliding windows of the messages the fake accepted: overall, and per chat."""
+
+    limits: dict[str, tuple[int, float]]
+    slack: float
+    accepted: collections.defaultdict[object, collections.deque[float]]
+
+    def check(self, chat_id: object) -> None:
+        """Accept a message to `chat_id` now, or raise Telegram's 429 if a window is full."""
+        now = time.monotonic()
+        kind = "group" if isinstance(chat_id, str) or (isinstance(chat_id, int) and chat_id < 0) else "private"
+        windows: list[tuple[object, tuple[int, float]]] = [("overall", self.limits["overall"])]
+        if chat_id is not None:
+            windows.append((chat_id, self.limits[kind]))
+        for key, (count, seconds) in windows:
+            times = self.accepted[key]
+            while times and times[0] <= now - (seconds - self.slack):
+                times.popleft()
+            if len(times) >= count:
+                wait = max(1, math.ceil(times[0] + seconds - now))
+                raise _ApiError(429, f"Too Many Requests: retry after {wait}", retry_after=wait)
+        for key, _ in windows:
+            self.accepted[key].append(now)
+
+
 @dataclass
 class _CallbackQuery:
     user_id: int
@@ -819,9 +868,11 @@ class FakeTelegram(LocalServer):
         self._allowed_updates: frozenset[str] = _DEFAULT_UPDATE_TYPES
         self._poll_generation = 0
         self._polls_waiting = 0
-        self._failures: dict[str, tuple[int, int]] = {}
+        self._failures: dict[str, tuple[int, int, int]] = {}
         self._delays: dict[str, float] = {}
         self._in_flight: dict[str, int] = {}
+        self._limits: _RateLimits | None = None
+        self._storms: dict[str, list[_Storm]] = {}
         self._callback_queries: dict[str, _CallbackQuery] = {}
         self._callback_answers: list[tuple[int, dict[str, Any]]] = []
         self._query_ids = itertools.count(1)
@@ -912,10 +963,36 @@ class FakeTelegram(LocalServer):
         """
         message.editable = False
 
-    def fail_next(self, method: str, *, times: int = 1, retry_after: int = 1) -> None:
-        """Answer the next `times` calls of `method` with 429 Too Many Requests."""
+    def fail_next(self, method: str, *, times: int = 1, retry_after: int = 1, status: int = 429) -> None:
+        """Answer the next `times` calls of `method` with 429 Too Many Requests, or with a 5xx `status`."""
         canonical = self._canonical.get(method.lower(), method)
-        self._failures[canonical] = (times, retry_after)
+        self._failures[canonical] = (times, retry_after, status)
+
+    def storm(self, method: str, *, every: int, status: int = 429, retry_after: int = 1) -> None:
+        """From now on, answer every `every`-th call of `method` with `status` (429 with `retry_after`, or a 5xx)."""
+        canonical = self._canonical.get(method.lower(), method)
+        self._storms.setdefault(canonical, []).append(_Storm(every, status, retry_after))
+
+    def calm(self) -> None:
+        """End every storm."""
+        self._storms.clear()
+
+    def enforce_rate_limits(
+        self,
+        *,
+        overall: tuple[int, float] = (30, 1.0),
+        group: tuple[int, float] = (20, 60.0),
+        private: tuple[int, float] = (3, 3.0),
+        slack: float = 0.05,
+    ) -> None:
+        """Answer 429 to a message beyond (count, seconds) overall, to one group or to one private chat.
+
+        Telegram does this to a bot that sends too fast. A request arrives a little after its sender decided
+        to send it, so windows are `slack` seconds shorter than stated.
+        """
+        self._limits = _RateLimits(
+            {"overall": overall, "group": group, "private": private}, slack, collections.defaultdict(collections.deque)
+        )
 
     def delay(self, method: str, seconds: float) -> None:
         """Answer every later call of `method` only after `seconds`, as a slow Bot API would."""
@@ -1109,7 +1186,7 @@ class FakeTelegram(LocalServer):
             handler = self._methods.get(method)
             if handler is None:
                 raise _ApiError(404, "Not Found: method not found")
-            self._maybe_rate_limit(method)
+            self._maybe_rate_limit(method, params)
             if method in self._delays:
                 self._in_flight[method] = self._in_flight.get(method, 0) + 1
                 self._pulse()
@@ -1133,15 +1210,21 @@ class FakeTelegram(LocalServer):
         self._pulse()
         return web.json_response({"ok": True, "result": result})
 
-    def _maybe_rate_limit(self, method: str) -> None:
+    def _maybe_rate_limit(self, method: str, params: dict[str, Any]) -> None:
+        if self._limits is not None and method in _SENDING_METHODS:
+            self._limits.check(params.get("chat_id"))
+        for storm in self._storms.get(method, []):
+            storm.calls += 1
+            if storm.calls % storm.every == 0:
+                _fail(storm.status, storm.retry_after)
         if method not in self._failures:
             return
-        times, retry_after = self._failures[method]
+        times, retry_after, status = self._failures[method]
         if times <= 1:
             del self._failures[method]
         else:
-            self._failures[method] = (times - 1, retry_after)
-        raise _ApiError(429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after)
+            self._failures[method] = (times - 1, retry_after, status)
+        _fail(status, retry_after)
 
     def _target_chat(self, params: dict[str, Any], *, sending: bool) -> _Chat:
         chat_id = params.get("chat_id")

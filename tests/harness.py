@@ -8,11 +8,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from bot.application import BotApplication, build_application
 from bot.config import BUNDLED_EXAMPLE, load_config
@@ -21,6 +22,14 @@ from bot.wiring import Services, open_services, utc_now
 from tests.fake_telegram import FakeTelegram
 
 CONSULTBOT = str(Path(sys.executable).parent / "consultbot")
+
+UNPACED: dict[str, Any] = {
+    "telegram_messages_per_second": 10_000,
+    "telegram_group_messages_per_minute": 600_000,
+    "telegram_chat_messages_per_second": 10_000,
+}
+"""Sending limits no test reaches: Telegram's own would make a quick test wait a second for every message; the
+etiquette tests (tests/test_telegram_etiquette.py) set their own."""
 
 
 @dataclass
@@ -38,9 +47,10 @@ async def running_bot(
     config: Path = BUNDLED_EXAMPLE,
     *,
     clock: Callable[[], datetime] = utc_now,
+    limits: Mapping[str, Any] = UNPACED,
 ) -> AsyncIterator[RunningBot]:
     """The bot, long polling the fake server in this process, as `consultbot run` would (on a clock tests may set)."""
-    settings = Settings(telegram_bot_token=fake.token, telegram_base_url=fake.url, database_url=database_url)
+    settings = Settings(telegram_bot_token=fake.token, telegram_base_url=fake.url, database_url=database_url, **limits)
     async with open_services(settings, load_config(config), clock=clock) as services:
         application = build_application(settings, services)
         async with application:
@@ -65,6 +75,7 @@ class BotProcess:
             "DATABASE_URL": database_url,
             # A free port: a fixed one collides with any other bot or suite running on the machine.
             "HTTP_PORT": "0",
+            **{name.upper(): str(value) for name, value in UNPACED.items()},
             **environment,
         }
         self._process: asyncio.subprocess.Process | None = None
