@@ -49,7 +49,8 @@ def build_application(settings: Settings, services: Services) -> BotApplication:
         # A few updates at a time overlap database and HTTP waits; many more only add idle
         # connections, which httpcore scans on every request (encode/httpcore#1035). An update
         # makes at most two Bot API calls at once, hence two connections per update in hand.
-        .concurrent_updates(PerChatUpdateProcessor(CONCURRENT_UPDATES))
+        # The ledger: each update once across replicas, and one chat's updates one at a time across them too.
+        .concurrent_updates(PerChatUpdateProcessor(CONCURRENT_UPDATES, gate=services.ledger))
         .connection_pool_size(CONCURRENT_UPDATES * 2)
         .pool_timeout(10)
         .post_init(_set_commands)

@@ -16,6 +16,7 @@ from bot.config import BusinessConfig
 from bot.journey import BookingJourney
 from bot.privacy import PrivacyService
 from bot.settings import Settings
+from bot.update_ledger import UpdateLedger
 from leads.followup_store import SqlFollowUpStore
 from leads.followups import Delays
 from leads.handoff import HandoffRules, HandoffService, QualifiedHandoff
@@ -57,6 +58,11 @@ class Services:
     privacy: PrivacyService
     reports: ReportService
     followups: SqlFollowUpStore
+    ledger: UpdateLedger
+
+
+LOCK_CONNECTIONS = 16
+"""Connections for chats' advisory locks on PostgreSQL: at least the updates handled at once (application.py)."""
 
 
 @asynccontextmanager
@@ -66,6 +72,7 @@ async def open_services(
     """Connect to the database, bring its schema up to date, and build the services on it (tests pass a clock)."""
     engine = database.create_engine(settings.database_url)
     transactions = database.store_engine(engine)
+    locks = database.lock_engine(engine, connections=LOCK_CONNECTIONS)
     calendars = config.calendars
     limits = FetchLimits(
         connect_timeout=calendars.connect_timeout_seconds,
@@ -149,11 +156,14 @@ async def open_services(
                 clock=clock,
             ),
             followups=SqlFollowUpStore(transactions, delays=followup_delays(config), one_writer=one_writer),
+            ledger=UpdateLedger(transactions, locks=locks, clock=clock, one_writer=one_writer),
         )
     finally:
         await session.close()
         if isinstance(transactions, Engine):
             transactions.dispose()
+        if locks is not None:
+            await locks.dispose()
         await engine.dispose()
 
 

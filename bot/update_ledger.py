@@ -1,0 +1,209 @@
+"""Handling each Telegram update once, and each chat's updates one at a time, across replicas on one database.
+
+The ledger is the `telegram_updates` table (see bot/tables.py): an update is claimed with a lease before its
+handlers run and marked done after, so a redelivered update (the same update_id, on this replica or another)
+is dropped, and one whose replica died mid-way is handled again once the lease has run out.
+
+On PostgreSQL a chat's update is handled holding a session-level advisory lock on the chat, on a connection
+of a pool of its own (bot/database.py, lock_engine): two presses in quick succession on two replicas are
+applied one after the other, and the second sees what the first did (so the state checks refuse it if stale).
+
+Why no deadlock and no exhausted pool: each update in hand holds at most one advisory lock, taken before any
+transaction and released after its last; transactions never wait for an advisory lock, so no cycle forms.
+Updates waiting for a chat wait on lock connections, never on the stores' pool, and the lock pool has a
+connection for each update the processor handles at once (PerChatUpdateProcessor's bound; within a process,
+its per-chat asyncio lock means at most one update per chat waits here). A replica whose lock connection
+dies (pg_terminate_backend) loses the lock mid-update: the ledger's lease and the conversation row lock
+(SELECT ... FOR UPDATE, last_update_id) still keep a duplicate from being applied twice.
+
+SQLite (a single process) keeps the ledger too: it costs two small writes per update, and it drops what
+Telegram redelivers after a crash or restart between handling an update and confirming it, for every
+handler (staff commands and sales buttons included), not only the questionnaire. No advisory lock there:
+PerChatUpdateProcessor's asyncio lock already serialises a chat in the one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Engine, delete, or_, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bot.tables import TelegramUpdateRow
+from leads.sql_store import SqlStore
+
+log = logging.getLogger(__name__)
+
+UPDATES = TelegramUpdateRow.metadata.tables[TelegramUpdateRow.__tablename__]
+
+LEASE = timedelta(seconds=60)
+"""How long a claimed update is left to its handler: a redelivery after this is handled again.
+
+Well over an update's handling (a calendar refresh waits at most 5 s), and short, since a redelivery inside the
+lease of a handler that died is dropped; while the handler lives, its chat lock keeps duplicates waiting anyway.
+"""
+KEEP = timedelta(days=2)
+"""How long handled updates are remembered: Telegram keeps an unconfirmed update for 24 hours; a day more."""
+PRUNE_EVERY = timedelta(hours=1)
+"""How often the running bot forgets updates older than KEEP."""
+
+CHAT_LOCKS = 0x43420001
+"""The first key of the chats' advisory locks (pg_advisory_lock(int, int)): "CB", 1; the second is the chat."""
+
+
+def chat_lock_key(chat_id: int) -> int:
+    """A chat id (up to 52 bits, negative for groups) folded into a signed 32-bit advisory lock key.
+
+    Two chats that fold together only wait for each other now and then, which is harmless.
+    """
+    folded = (chat_id ^ (chat_id >> 32)) & 0xFFFFFFFF
+    return folded - (1 << 32) if folded >= 1 << 31 else folded
+
+
+class UpdateLedger(SqlStore):
+    """Claims updates before they are handled and records them done after; holds a chat's lock meanwhile."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine | Engine,
+        *,
+        locks: AsyncEngine | None,
+        clock: Callable[[], datetime],
+        one_writer: asyncio.Lock | None = None,
+        lease: timedelta = LEASE,
+    ) -> None:
+        super().__init__(engine, one_writer=one_writer)
+        self._locks = locks
+        self._clock = clock
+        self._lease = lease
+
+    @asynccontextmanager
+    async def handling(self, update_id: int, *, chat_id: int | None) -> AsyncIterator[bool]:
+        """Whether to handle the update (False: done or in hand elsewhere); done when the block ends normally.
+
+        A block left by an exception (a cancelled update) leaves the claim to run out, so a redelivery is handled.
+        """
+        async with self._chat_lock(chat_id):
+            claimed = await self._claim_or_handle(update_id, chat_id)
+            if not claimed:
+                log.info("update %d already handled or in hand: dropped", update_id)
+            yield claimed
+            if claimed:
+                await self._finish(update_id)
+
+    async def claim(self, update_id: int, *, chat_id: int | None) -> bool:
+        """Lease the update to this replica: True if it is new, or its last claim ran out without being done."""
+        now = self._clock()
+        return await self._run(lambda connection: _claim(connection, update_id, chat_id, now, now + self._lease))
+
+    async def prune(self, *, keep: timedelta = KEEP) -> int:
+        """Forget updates received longer than `keep` ago; how many."""
+        before = self._clock() - keep
+        return await self._run(lambda connection: _prune(connection, before))
+
+    async def _claim_or_handle(self, update_id: int, chat_id: int | None) -> bool:
+        try:
+            return await self.claim(update_id, chat_id=chat_id)
+        except Exception:
+            # Without the ledger the update is still handled: an answer lost is worse than one perhaps applied
+            # twice (and the conversation's last_update_id still drops a replayed answer).
+            log.exception("update %d could not be claimed; handling it anyway", update_id)
+            return True
+
+    async def _finish(self, update_id: int) -> None:
+        now = self._clock()
+        try:
+            await self._run(lambda connection: _finish(connection, update_id, now))
+        except Exception:
+            # Handled all the same; a redelivery after the lease would be handled again (at least once).
+            log.exception("update %d handled but not recorded as done", update_id)
+
+    @asynccontextmanager
+    async def _chat_lock(self, chat_id: int | None) -> AsyncIterator[None]:
+        if self._locks is None or chat_id is None:
+            yield
+            return
+        connection = await self._lock(chat_lock_key(chat_id))
+        try:
+            yield
+        finally:
+            if connection is not None:
+                # Shielded: a cancelled update must still give its chat back before its connection.
+                await asyncio.shield(_unlock(connection, chat_lock_key(chat_id)))
+
+    async def _lock(self, key: int) -> AsyncConnection | None:
+        """A lock connection holding the chat's lock; None (handle unlocked) if the database cannot be reached."""
+        assert self._locks is not None
+        # A connection the server dropped fails, and SQLAlchemy then discards the pool's older ones: one more try.
+        attempts = 2
+        for attempt in range(1, attempts + 1):
+            try:
+                connection = await self._locks.connect()
+            except Exception:
+                log.exception("no connection for the chat's lock; handling the update without it")
+                return None
+            try:
+                await connection.execute(_LOCK, {"space": CHAT_LOCKS, "key": key})
+            except DBAPIError as error:
+                await asyncio.shield(_discard(connection))
+                if error.connection_invalidated and attempt < attempts:
+                    continue
+                log.exception("the chat's lock was not taken; handling the update without it")
+                return None
+            except BaseException:
+                # Cancelled while waiting: the lock may yet be granted on this connection; closing it releases it.
+                await asyncio.shield(_discard(connection))
+                raise
+            return connection
+        raise AssertionError("unreachable: the loop returns")
+
+
+_LOCK = text("SELECT pg_advisory_lock(:space, :key)")
+_UNLOCK = text("SELECT pg_advisory_unlock(:space, :key)")
+
+
+async def _unlock(connection: AsyncConnection, key: int) -> None:
+    try:
+        await connection.execute(_UNLOCK, {"space": CHAT_LOCKS, "key": key})
+    except Exception:
+        # A connection that cannot unlock must not go back to the pool still holding the lock.
+        log.warning("the chat's lock was not released; its connection is discarded", exc_info=True)
+        await _discard(connection)
+        return
+    await connection.close()
+
+
+async def _discard(connection: AsyncConnection) -> None:
+    try:
+        await connection.invalidate()
+    finally:
+        await connection.close()
+
+
+def _claim(connection: Connection, update_id: int, chat_id: int | None, now: datetime, until: datetime) -> bool:
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    values = {"update_id": update_id, "chat_id": chat_id, "status": "handling", "leased_until": until}
+    statement = dialect.insert(UPDATES).values(**values, received_at=now)
+    # Taken over only while in hand under a lease that has run out: its handler died.
+    upsert = statement.on_conflict_do_update(
+        index_elements=[UPDATES.c.update_id],
+        set_={"leased_until": until},
+        where=(UPDATES.c.status == "handling") & (UPDATES.c.leased_until < now),
+    ).returning(UPDATES.c.update_id)
+    return connection.execute(upsert).first() is not None
+
+
+def _finish(connection: Connection, update_id: int, now: datetime) -> None:
+    done = {"status": "done", "done_at": now, "leased_until": None}
+    connection.execute(update(UPDATES).where(UPDATES.c.update_id == update_id).values(done))
+
+
+def _prune(connection: Connection, before: datetime) -> int:
+    old = or_(UPDATES.c.received_at < before, UPDATES.c.done_at < before)
+    return connection.execute(delete(UPDATES).where(old)).rowcount
