@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, RowMapping, bindparam, delete, func, insert, select, update
@@ -93,6 +94,9 @@ class SqlAvailabilityStore(SqlStore):
         keys = None if expert_keys is None else list(expert_keys)
         return await self._run(lambda connection: _feeds(connection, keys))
 
+    async def claim_feed(self, feed: FeedState, *, now: datetime) -> bool:
+        return await self._run(lambda connection: _claim_feed(connection, feed, now))
+
     async def record_attempt(self, feed: FeedState) -> None:
         await self._run(lambda connection: _save_state(connection, feed))
 
@@ -167,6 +171,15 @@ def _replace_busy(connection: Connection, feed: FeedState, busy: Sequence[Interv
         expert_key = feed.expert_key
         rows = [{"feed_id": feed.id, "expert_key": expert_key, "starts_at": i.start, "ends_at": i.end} for i in busy]
         connection.execute(insert(BUSY), rows)
+
+
+def _claim_feed(connection: Connection, feed: FeedState, now: datetime) -> bool:
+    # Compare and set: of two replicas that read the same attempt, one updates the row and the other, waiting
+    # for that row lock (PostgreSQL) or the write lock (SQLite), then finds it changed and updates nothing.
+    last = FEEDS.c.last_attempt_at
+    seen = last.is_(None) if feed.last_attempt_at is None else last == feed.last_attempt_at
+    claimed = connection.execute(update(FEEDS).where(FEEDS.c.id == feed.id, seen).values(last_attempt_at=now))
+    return claimed.rowcount == 1
 
 
 def _save_state(connection: Connection, feed: FeedState) -> None:
