@@ -98,13 +98,20 @@ class CalendarSync:
         """Every configured feed as it stands."""
         return await self._store.feeds()
 
-    async def sync(self, expert_keys: Collection[str] | None = None) -> list[FeedReport]:
+    async def sync(
+        self, expert_keys: Collection[str] | None = None, *, unless_tried_within: timedelta | None = None
+    ) -> list[FeedReport]:
         """Read every feed of these experts (or of all), concurrently; failures are reported, not raised.
 
-        A feed another replica began reading meanwhile is left to it, and not reported.
+        A feed another replica began reading meanwhile is left to it, and not reported; so is one another replica
+        tried within `unless_tried_within`, if given (its round came first).
         """
         feeds = await self._store.feeds(expert_keys)
-        return await self._sync_all(feeds)
+        if unless_tried_within is not None:
+            since = self._clock() - unless_tried_within
+            feeds = [feed for feed in feeds if not self._tried_elsewhere(feed, since)]
+        reports = await asyncio.gather(*(self._sync_once(feed) for feed in feeds))
+        return [report for report in reports if report is not None]
 
     async def keep_in_sync(self, every: timedelta) -> None:
         """Read every feed now and then once per `every`, until cancelled.
@@ -115,9 +122,7 @@ class CalendarSync:
         """
         while True:
             try:
-                since = self._clock() - every / 2
-                feeds = [feed for feed in await self._store.feeds() if not self._tried_elsewhere(feed, since)]
-                await self._sync_all(feeds)
+                await self.sync(unless_tried_within=every / 2)
             except Exception:
                 # A database hiccup must not end calendar sync for the life of the process.
                 log.exception("calendar sync failed; trying again in %s", every)
@@ -139,10 +144,6 @@ class CalendarSync:
         done, _ = await asyncio.wait(pending, timeout=self._policy.refresh_wait)
         if len(done) < len(pending):
             log.info("answering from stored busy time: %d calendar(s) still syncing", len(pending) - len(done))
-
-    async def _sync_all(self, feeds: Sequence[FeedState]) -> list[FeedReport]:
-        reports = await asyncio.gather(*(self._sync_once(feed) for feed in feeds))
-        return [report for report in reports if report is not None]
 
     def _tried_elsewhere(self, feed: FeedState, since: datetime) -> bool:
         last = feed.last_attempt_at

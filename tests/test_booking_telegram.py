@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from datetime import UTC, datetime, timedelta
 
 from icalendar import Calendar
@@ -86,10 +84,7 @@ async def test_a_booked_time_is_offered_to_nobody_else_and_a_forged_press_for_it
 
     await bob.press(days, "tm:" + slot.removeprefix("tm:"), forge=True)
     await fake.wait_until_idle()
-    # Confirmed is not yet handled: the press is answered once its handler has run.
-    async with asyncio.timeout(5):
-        while len(bob.callback_answers()) < answered + 1:
-            await asyncio.sleep(0.01)
+    await bob.wait_for_callback_answers(answered + 1)
 
     expert = bot.services.bookings.expert(expert_key)
     assert expert is not None
