@@ -45,8 +45,9 @@ UPDATES = TelegramUpdateRow.metadata.tables[TelegramUpdateRow.__tablename__]
 LEASE = timedelta(seconds=60)
 """How long a claimed update is left to its handler: a redelivery after this is handled again.
 
-Well over an update's handling (a calendar refresh waits at most 5 s), and short, since a redelivery inside the
-lease of a handler that died is dropped; while the handler lives, its chat lock keeps duplicates waiting anyway.
+Well over an update's handling (a calendar refresh waits at most 5 s), and short, since another replica drops a
+redelivery inside the lease of a handler that died; while the handler lives, its chat lock keeps duplicates
+waiting anyway. (A restarted process takes over its predecessors' claims at once: see UpdateLedger.claim.)
 """
 KEEP = timedelta(days=2)
 """How long handled updates are remembered: Telegram keeps an unconfirmed update for 24 hours; a day more."""
@@ -82,6 +83,7 @@ class UpdateLedger(SqlStore):
         self._locks = locks
         self._clock = clock
         self._lease = lease
+        self._started = clock()
 
     @asynccontextmanager
     async def handling(self, update_id: int, *, chat_id: int | None) -> AsyncIterator[bool]:
@@ -98,9 +100,15 @@ class UpdateLedger(SqlStore):
                 await self._finish(update_id)
 
     async def claim(self, update_id: int, *, chat_id: int | None) -> bool:
-        """Lease the update to this replica: True if it is new, or its last claim ran out without being done."""
+        """Lease the update to this replica: True if it is new, or its last claim ran out without being done.
+
+        A chat's update is claimed holding the chat's lock, which the replica handling it would hold: a claim of
+        it made before this process started is taken over at once, as its process is gone (after a crash, long
+        polling delivers the update again as soon as the bot is back, well inside the lease).
+        """
         now = self._clock()
-        return await self._run(lambda connection: _claim(connection, update_id, chat_id, now, now + self._lease))
+        gone = max(now, self._started + self._lease) if chat_id is not None else now
+        return await self._run(lambda connection: _claim(connection, update_id, chat_id, now, now + self._lease, gone))
 
     async def prune(self, *, keep: timedelta = KEEP) -> int:
         """Forget updates received longer than `keep` ago; how many."""
@@ -186,15 +194,17 @@ async def _discard(connection: AsyncConnection) -> None:
         await connection.close()
 
 
-def _claim(connection: Connection, update_id: int, chat_id: int | None, now: datetime, until: datetime) -> bool:
+def _claim(
+    connection: Connection, update_id: int, chat_id: int | None, now: datetime, until: datetime, gone: datetime
+) -> bool:
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     values = {"update_id": update_id, "chat_id": chat_id, "status": "handling", "leased_until": until}
     statement = dialect.insert(UPDATES).values(**values, received_at=now)
-    # Taken over only while in hand under a lease that has run out: its handler died.
+    # Taken over only while in hand under a lease that ran out before `gone`: its handler died.
     upsert = statement.on_conflict_do_update(
         index_elements=[UPDATES.c.update_id],
         set_={"leased_until": until},
-        where=(UPDATES.c.status == "handling") & (UPDATES.c.leased_until < now),
+        where=(UPDATES.c.status == "handling") & (UPDATES.c.leased_until < gone),
     ).returning(UPDATES.c.update_id)
     return connection.execute(upsert).first() is not None
 

@@ -204,6 +204,28 @@ async def test_an_update_whose_handler_died_is_handled_again_once_its_lease_runs
     assert "Which processes" in question.text
 
 
+async def test_an_update_claimed_before_a_restart_is_handled_by_the_restarted_bot_at_once(
+    dispatching: DispatchingTelegram, database_url: str
+) -> None:
+    """Killed mid-update and started again: the redelivered update is handled without waiting for the lease."""
+    ada = dispatching.user(7350, first_name="Ada")
+    dispatching.route = lambda update: []
+    start = await ada.send_text("/start")
+    engine = database.create_engine(database_url)
+    await database.upgrade(engine)
+    assert await UpdateLedger(engine, locks=None, clock=lambda: datetime.now(UTC)).claim(
+        start["update_id"], chat_id=ada.chat_id
+    )
+    await engine.dispose()
+
+    async with replicas(dispatching, database_url, 1) as (bot,):
+        bot.application.update_queue.put_nowait(Update.de_json(start, bot.application.bot))
+        await ada.next_message()
+        question = await ada.next_message()
+
+    assert "Which processes" in question.text
+
+
 async def test_old_updates_are_forgotten(dispatching: DispatchingTelegram, database_url: str) -> None:
     """Pruning forgets updates received longer ago than kept, and remembers the recent ones."""
     async with replicas(dispatching, database_url, 1) as (bot,):
