@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, delete, or_, text, update
+from sqlalchemy import Connection, Engine, delete, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -215,5 +215,5 @@ def _finish(connection: Connection, update_id: int, now: datetime) -> None:
 
 
 def _prune(connection: Connection, before: datetime) -> int:
-    old = or_(UPDATES.c.received_at < before, UPDATES.c.done_at < before)
-    return connection.execute(delete(UPDATES).where(old)).rowcount
+    # By received_at alone, which is indexed: an update is done after it is received.
+    return connection.execute(delete(UPDATES).where(UPDATES.c.received_at < before)).rowcount
