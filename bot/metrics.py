@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -191,10 +192,17 @@ class ObservedUpdateProcessor(BaseUpdateProcessor):
         task = asyncio.current_task()
         assert task is not None, "python-telegram-bot handles each update in a task"
         self._in_hand.add(task)
+        observed = self._observed(update, coroutine)
         try:
-            await self._inner.do_process_update(update, self._observed(update, coroutine))
+            await self._inner.do_process_update(update, observed)
         finally:
             self._in_hand.discard(task)
+            if inspect.getcoroutinestate(observed) in {inspect.CORO_CREATED, inspect.CORO_CLOSED}:
+                # The inner processor may drop the update (a duplicate, say) by closing our wrapper unstarted: the
+                # handlers' own coroutine must be closed too, or Python warns it was never awaited. (Closing
+                # coroutines that ran to their end is harmless.)
+                observed.close()
+                _close(coroutine)
 
     async def _observed(self, update: object, coroutine: Awaitable[Any]) -> None:
         kind = update_kind(update)
@@ -218,6 +226,12 @@ class ObservedUpdateProcessor(BaseUpdateProcessor):
     async def shutdown(self) -> None:
         """Release the inner processor."""
         await self._inner.shutdown()
+
+
+def _close(awaitable: Awaitable[Any]) -> None:
+    """Close a coroutine that will never run (closing one that ran to its end is harmless)."""
+    if inspect.iscoroutine(awaitable):
+        awaitable.close()
 
 
 class CountingLimiter(BaseRateLimiter[Any]):
