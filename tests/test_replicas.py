@@ -78,9 +78,9 @@ async def replicas(fake: DispatchingTelegram, database_url: str, count: int) -> 
         yield running
 
 
-def _postgres_only(database_url: str) -> None:
-    if make_url(database_url).get_backend_name() != "postgresql":
-        pytest.skip("several replicas share PostgreSQL; SQLite is the single-process default")
+POSTGRESQL_ONLY = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+"""Several replicas share PostgreSQL; SQLite is the single-process default, so these tests run on PostgreSQL alone
+(and, like every PostgreSQL test, fail rather than skip in CI when it is unreachable)."""
 
 
 async def _question(user: FakeUser, expected: str) -> SentMessage:
@@ -108,11 +108,11 @@ async def _completed_leads(services: Services) -> list[tuple[int, datetime | Non
         return [(row.prospect_id, row.completed_at) for row in rows]
 
 
+@POSTGRESQL_ONLY
 async def test_twenty_questionnaires_over_two_replicas_each_complete_once_without_a_duplicate_reply(
     dispatching: DispatchingTelegram, database_url: str
 ) -> None:
     """Updates go to a random replica, a fifth of them to both: every prospect gets each reply once, one lead each."""
-    _postgres_only(database_url)
     chance = random.Random(7)
     dispatching.route = lambda update: [0, 1] if chance.random() < 0.2 else [chance.randrange(2)]
     prospects = [dispatching.user(7000 + n, first_name=f"Prospect {n}") for n in range(20)]
@@ -130,11 +130,11 @@ async def test_twenty_questionnaires_over_two_replicas_each_complete_once_withou
     assert dispatching.rejected() == []
 
 
+@POSTGRESQL_ONLY
 async def test_two_quick_presses_of_confirm_on_two_replicas_complete_the_lead_once(
     dispatching: DispatchingTelegram, database_url: str
 ) -> None:
     """Confirm pressed twice in quick succession, each press on another replica: one outcome, one lead."""
-    _postgres_only(database_url)
     ada = dispatching.user(7100, first_name="Ada")
 
     async with replicas(dispatching, database_url, 2) as (first, _):
@@ -255,11 +255,11 @@ async def _terminate_connections(database_url: str) -> int:
     return len(rows)
 
 
+@POSTGRESQL_ONLY
 async def test_the_bot_carries_on_when_its_database_connections_are_cut_mid_questionnaire(
     fake: FakeTelegram, bot: RunningBot, database_url: str
 ) -> None:
     """pg_terminate_backend on all the bot's connections, twice: every later answer is taken, none lost."""
-    _postgres_only(database_url)
     ada = fake.user(7400, first_name="Ada")
     await ada.send_text("/start")
     await ada.next_message()
