@@ -10,15 +10,14 @@ from typing import Any
 
 from sqlalchemy import MetaData, select
 
-from bot.cards import CardPoster
 from bot.relay import BookingRelay
 from tests.conftest import FixedClock
 from tests.fake_telegram import FakeTelegram, FakeUser, SentMessage
 from tests.harness import RunningBot, running_bot
 from tests.test_booking_telegram import _book_on_the_last_day_shown
+from tests.test_lead_cards import SALES_CHAT, _poster
 from tests.test_telegram_conversation import _answer_up_to_contact_details, _question
 
-SALES_CHAT = -1001000000001
 PERSONAL = ("Lovelace", "Analytical Engines", "ada@example.com", "7946 0958", "ada_l", "Countess")
 """What identifies the prospect of these tests: surname, company, e-mail, phone, username, and a typed remark."""
 
@@ -54,19 +53,6 @@ async def _every_stored_value(bot: RunningBot) -> list[tuple[str, str, str]]:
                         text = value if isinstance(value, str) else json.dumps(value, default=str)
                         found.append((table.name, str(column), text))
     return found
-
-
-def _poster(bot: RunningBot) -> CardPoster:
-    config = bot.services.config
-    return CardPoster(
-        outbox=bot.services.outbox,
-        handoff=bot.services.handoff,
-        bot=bot.application.bot,
-        chat_id=SALES_CHAT,
-        sales_zone=config.sales.timezone,
-        experts=config.experts,
-        clock=bot.services.clock,
-    )
 
 
 async def test_mydata_sends_everything_stored_as_json_and_says_so_when_nothing_is(
