@@ -55,7 +55,10 @@ def build_application(settings: Settings, services: Services, *, metrics: Metric
         # A few updates at a time overlap database and HTTP waits; many more only add idle
         # connections, which httpcore scans on every request (encode/httpcore#1035). An update
         # makes at most two Bot API calls at once, hence two connections per update in hand.
-        .concurrent_updates(ObservedUpdateProcessor(PerChatUpdateProcessor(CONCURRENT_UPDATES), metrics))
+        # The ledger: each update once across replicas, and one chat's updates one at a time across them too.
+        .concurrent_updates(
+            ObservedUpdateProcessor(PerChatUpdateProcessor(CONCURRENT_UPDATES, gate=services.ledger), metrics)
+        )
         .connection_pool_size(CONCURRENT_UPDATES * 2)
         .pool_timeout(10)
         # On stop, PTB confirms the last updates with one more getUpdates while the cancelled long poll may still

@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from telegram import Bot
 from telegram.error import InvalidToken, NetworkError
 
-from bot import console, crm, database, logs, outbox_command, reports, staff_cli, web, workers
+from bot import console, crm, database, logs, outbox_command, reports, staff_cli, update_ledger, web, workers
 from bot.cards import CardPoster
 from bot.config import BusinessConfig, ConfigError, load_config
 from bot.followups import FollowUpSender
@@ -321,6 +321,11 @@ async def _serve(settings: Settings, config: BusinessConfig) -> int:
                 background += _sales_workers(services, application.bot)
                 background += _privacy_workers(services)
                 background.append(_followup_sender(services, application.bot).keep_sending())
+                background.append(
+                    workers.keep_doing(
+                        services.ledger.prune, every=update_ledger.PRUNE_EVERY, what="forgetting old Telegram updates"
+                    )
+                )
                 if any(expert.caldav is not None for expert in config.experts):
                     session = aiohttp.ClientSession(headers={"User-Agent": user_agent()})
                     running.push_async_callback(session.close)

@@ -23,8 +23,9 @@ def create_engine(database_url: str) -> AsyncEngine:
     """An async engine with the settings each database needs for this bot's workload."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
-        # No pool_pre_ping: it costs a round trip on every transaction; a connection found dead is
-        # invalidated by SQLAlchemy when its statement fails, and the next checkout gets a new one.
+        # No pool_pre_ping: it costs a round trip on every transaction. A connection the server dropped
+        # fails its first statement instead, and the stores run that transaction again on a new one (see
+        # SqlStore._run, and leads/repository.py's _begin for the hot path).
         return create_async_engine(url, pool_size=10, max_overflow=10)
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -34,6 +35,18 @@ def create_engine(database_url: str) -> AsyncEngine:
     event.listen(engine.sync_engine, "connect", _configure_sqlite)
     event.listen(engine.sync_engine, "begin", _begin_immediate)
     return engine
+
+
+def lock_engine(engine: AsyncEngine, *, connections: int) -> AsyncEngine | None:
+    """PostgreSQL: a pool of its own for the connections that hold chats' advisory locks; SQLite: None.
+
+    Apart from the stores' pool, so that updates waiting for a chat (each holds one of these connections while
+    it waits) can never take the connections the updates in hand need to finish. `connections` must cover the
+    updates handled at once; autocommit, as a session-level lock outlives any transaction.
+    """
+    if engine.dialect.name == "sqlite":
+        return None
+    return create_async_engine(engine.url, pool_size=connections, max_overflow=0, isolation_level="AUTOCOMMIT")
 
 
 def store_engine(engine: AsyncEngine) -> AsyncEngine | Engine:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import random
 import time
 import warnings
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from telegram import Update
 from telegram.error import (
@@ -251,23 +253,28 @@ async def _sleep(seconds: float) -> None:
 
 
 class PerChatUpdateProcessor(BaseUpdateProcessor):
-    """Handles different chats concurrently, and each chat's updates one after another, in order."""
+    """Handles different chats concurrently, and each chat's updates one after another, in order.
 
-    def __init__(self, max_concurrent_updates: int = 64) -> None:
+    With a `gate` (the update ledger), an update is handled only if the gate lets it through: once across
+    replicas, and one chat's updates one at a time across replicas too.
+    """
+
+    def __init__(self, max_concurrent_updates: int = 64, *, gate: UpdateGate | None = None) -> None:
         super().__init__(max_concurrent_updates)
         self._chats: dict[int, tuple[asyncio.Lock, int]] = {}
+        self._gate = gate
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         """Run one update's handlers once the chat's earlier updates are done."""
         chat = update.effective_chat if isinstance(update, Update) else None
         if chat is None:
-            await coroutine
+            await self._handle(update, None, coroutine)
             return
         lock, users = self._chats.get(chat.id, (asyncio.Lock(), 0))
         self._chats[chat.id] = (lock, users + 1)
         try:
             async with lock:
-                await coroutine
+                await self._handle(update, chat.id, coroutine)
         finally:
             lock, users = self._chats[chat.id]
             if users == 1:
@@ -275,8 +282,31 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
             else:
                 self._chats[chat.id] = (lock, users - 1)
 
+    async def _handle(self, update: object, chat_id: int | None, coroutine: Awaitable[Any]) -> None:
+        if self._gate is None or not isinstance(update, Update):
+            await coroutine
+            return
+        try:
+            async with self._gate.handling(update.update_id, chat_id=chat_id) as claimed:
+                if claimed:
+                    await coroutine
+                    return
+        finally:
+            if inspect.iscoroutine(coroutine):
+                # A dropped (or never reached) update's handlers are not run: close them, so that Python does
+                # not warn of a coroutine never awaited. Closing one that ran is a no-op.
+                coroutine.close()
+
     async def initialize(self) -> None:
         """Nothing to set up."""
 
     async def shutdown(self) -> None:
         """Nothing to release."""
+
+
+class UpdateGate(Protocol):
+    """Whether an update is to be handled here, and what to hold while it is (bot/update_ledger.py)."""
+
+    def handling(self, update_id: int, *, chat_id: int | None) -> AbstractAsyncContextManager[bool]:
+        """True: handle it (recorded done when the block ends normally); False: drop it."""
+        ...

@@ -16,6 +16,7 @@ from bot.config import BusinessConfig
 from bot.journey import BookingJourney
 from bot.privacy import PrivacyService
 from bot.settings import Settings
+from bot.update_ledger import UpdateLedger
 from leads.blocked_store import SqlBlockedStore
 from leads.followup_store import SqlFollowUpStore
 from leads.followups import Delays
@@ -60,6 +61,11 @@ class Services:
     followups: SqlFollowUpStore
     blocked: SqlBlockedStore
     """Prospects who blocked the bot: the Telegram limiter records them, the senders skip them."""
+    ledger: UpdateLedger
+
+
+LOCK_CONNECTIONS = 16
+"""Connections for chats' advisory locks on PostgreSQL: at least the updates handled at once (application.py)."""
 
 
 @asynccontextmanager
@@ -69,6 +75,7 @@ async def open_services(
     """Connect to the database, bring its schema up to date, and build the services on it (tests pass a clock)."""
     engine = database.create_engine(settings.database_url)
     transactions = database.store_engine(engine)
+    locks = database.lock_engine(engine, connections=LOCK_CONNECTIONS)
     calendars = config.calendars
     limits = FetchLimits(
         connect_timeout=calendars.connect_timeout_seconds,
@@ -153,11 +160,14 @@ async def open_services(
             ),
             followups=SqlFollowUpStore(transactions, delays=followup_delays(config), one_writer=one_writer),
             blocked=SqlBlockedStore(transactions, one_writer=one_writer),
+            ledger=UpdateLedger(transactions, locks=locks, clock=clock, one_writer=one_writer),
         )
     finally:
         await session.close()
         if isinstance(transactions, Engine):
             transactions.dispose()
+        if locks is not None:
+            await locks.dispose()
         await engine.dispose()
 
 

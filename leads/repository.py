@@ -224,16 +224,51 @@ class _AsyncpgStatements:
 @asynccontextmanager
 async def _asyncpg_transaction(engine: AsyncEngine) -> AsyncIterator[_AsyncpgStatements]:
     """A transaction on one of the engine's (autocommit) connections, rolled back unless committed."""
-    connection = await engine.connect()
-    driver: _Asyncpg | None = None
+    connection, driver = await _begin(engine)
     try:
-        driver = cast(_Asyncpg, (await connection.get_raw_connection()).driver_connection)
-        await driver.execute("BEGIN")
         yield _AsyncpgStatements(connection, driver)
     finally:
         # In one shielded task, as SQLAlchemy shields its own clean-up: a cancelled update must leave
         # no locks behind, nor its connection back in the pool before the rollback is through.
         await asyncio.shield(_release(connection, driver))
+
+
+STALE_CONNECTIONS = 21
+"""How many dead pooled connections BEGIN passes over: the engine's whole pool (10 + 10 overflow), and one more."""
+
+
+async def _begin(engine: AsyncEngine) -> tuple[AsyncConnection, _Asyncpg]:
+    """A pooled connection with a transaction begun on it, passing over connections the server has dropped.
+
+    The hot path talks to asyncpg directly, where SQLAlchemy does not see a dropped connection and so does not
+    discard the pool's other, equally dead ones (as it does for its own statements). BEGIN is the first thing
+    said on a checked-out connection: when it fails, the connection is dead (pg_terminate_backend, a failover),
+    nothing has been done on it, and the next one is tried.
+    """
+    for attempt in range(1, STALE_CONNECTIONS + 1):
+        connection = await engine.connect()
+        try:
+            driver = cast(_Asyncpg, (await connection.get_raw_connection()).driver_connection)
+            await driver.execute("BEGIN")
+        except Exception:
+            await asyncio.shield(_discard(connection))
+            if attempt == STALE_CONNECTIONS:
+                raise
+            log.warning("database connection lost before BEGIN; trying another", exc_info=attempt == 1)
+            continue
+        except BaseException:
+            await asyncio.shield(_discard(connection))
+            raise
+        return connection, driver
+    raise AssertionError("unreachable: the loop returns or raises")
+
+
+async def _discard(connection: AsyncConnection) -> None:
+    """Close a connection so that the pool opens a new one in its place."""
+    try:
+        await connection.invalidate()
+    finally:
+        await connection.close()
 
 
 async def _release(connection: AsyncConnection, driver: _Asyncpg | None) -> None:

@@ -7,13 +7,17 @@ database, not code).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 Result = TypeVar("Result")
+
+log = logging.getLogger(__name__)
 
 
 class SqlStore:
@@ -29,6 +33,17 @@ class SqlStore:
 
     async def _run(self, work: Callable[[Connection], Result]) -> Result:
         if isinstance(self._engine, AsyncEngine):
+            try:
+                async with self._engine.begin() as connection:
+                    return await connection.run_sync(work)
+            except DBAPIError as error:
+                # A connection the server dropped (pg_terminate_backend, a failover) fails its transaction, and
+                # SQLAlchemy then discards every pooled connection older than the failure: run the work once more
+                # on a fresh one rather than fail the prospect's update. The work is a plain function of its
+                # connection, rolled back with it, so running it again from scratch is safe.
+                if not error.connection_invalidated:
+                    raise
+                log.warning("database connection lost; running the transaction again on a new one")
             async with self._engine.begin() as connection:
                 return await connection.run_sync(work)
         async with self._one_writer:

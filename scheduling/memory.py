@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Collection, Sequence
 from dataclasses import replace
+from datetime import datetime
 
 from scheduling.intervals import Interval
 from scheduling.records import FeedState
@@ -35,6 +36,14 @@ class InMemoryAvailabilityStore:
     async def feeds(self, expert_keys: Collection[str] | None = None) -> list[FeedState]:
         chosen = [f for f in self._feeds.values() if expert_keys is None or f.expert_key in expert_keys]
         return [replace(f, busy_intervals=len(self._busy.get(f.id or 0, []))) for f in chosen]
+
+    async def claim_feed(self, feed: FeedState, *, now: datetime) -> bool:
+        assert feed.id is not None
+        stored = self._feeds[feed.id]
+        if stored.last_attempt_at != feed.last_attempt_at:
+            return False
+        self._feeds[feed.id] = replace(stored, last_attempt_at=now)
+        return True
 
     async def record_attempt(self, feed: FeedState) -> None:
         assert feed.id is not None

@@ -20,6 +20,12 @@ class AvailabilityStore(Protocol):
     async def feeds(self, expert_keys: Collection[str] | None = None) -> list[FeedState]:
         """The stored feeds, of some experts or of all, with their busy interval counts."""
 
+    async def claim_feed(self, feed: FeedState, *, now: datetime) -> bool:
+        """Record an attempt at `now` unless another began since `feed` was read; whether this one may fetch.
+
+        The claim that keeps two replicas (or two syncs) from fetching the same feed at once.
+        """
+
     async def record_attempt(self, feed: FeedState) -> None:
         """Save how a sync went without touching the feed's busy intervals."""
 

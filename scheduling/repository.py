@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, RowMapping, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scheduling import tables
@@ -46,6 +49,8 @@ _BUSY_BETWEEN = (
 
 Result = TypeVar("Result")
 
+log = logging.getLogger(__name__)
+
 
 class SqlStore:
     """A store whose operations are each one transaction, written as a plain function of a connection.
@@ -60,6 +65,17 @@ class SqlStore:
 
     async def _run(self, work: Callable[[Connection], Result]) -> Result:
         if isinstance(self._engine, AsyncEngine):
+            try:
+                async with self._engine.begin() as connection:
+                    return await connection.run_sync(work)
+            except DBAPIError as error:
+                # A connection the server dropped (pg_terminate_backend, a failover) fails its transaction, and
+                # SQLAlchemy then discards every pooled connection older than the failure: run the work once more
+                # on a fresh one rather than fail the prospect's update. The work is a plain function of its
+                # connection, rolled back with it, so running it again from scratch is safe.
+                if not error.connection_invalidated:
+                    raise
+                log.warning("database connection lost; running the transaction again on a new one")
             async with self._engine.begin() as connection:
                 return await connection.run_sync(work)
         async with self._one_writer:
@@ -77,6 +93,9 @@ class SqlAvailabilityStore(SqlStore):
     async def feeds(self, expert_keys: Collection[str] | None = None) -> list[FeedState]:
         keys = None if expert_keys is None else list(expert_keys)
         return await self._run(lambda connection: _feeds(connection, keys))
+
+    async def claim_feed(self, feed: FeedState, *, now: datetime) -> bool:
+        return await self._run(lambda connection: _claim_feed(connection, feed, now))
 
     async def record_attempt(self, feed: FeedState) -> None:
         await self._run(lambda connection: _save_state(connection, feed))
@@ -152,6 +171,15 @@ def _replace_busy(connection: Connection, feed: FeedState, busy: Sequence[Interv
         expert_key = feed.expert_key
         rows = [{"feed_id": feed.id, "expert_key": expert_key, "starts_at": i.start, "ends_at": i.end} for i in busy]
         connection.execute(insert(BUSY), rows)
+
+
+def _claim_feed(connection: Connection, feed: FeedState, now: datetime) -> bool:
+    # Compare and set: of two replicas that read the same attempt, one updates the row and the other, waiting
+    # for that row lock (PostgreSQL) or the write lock (SQLite), then finds it changed and updates nothing.
+    last = FEEDS.c.last_attempt_at
+    seen = last.is_(None) if feed.last_attempt_at is None else last == feed.last_attempt_at
+    claimed = connection.execute(update(FEEDS).where(FEEDS.c.id == feed.id, seen).values(last_attempt_at=now))
+    return claimed.rowcount == 1
 
 
 def _save_state(connection: Connection, feed: FeedState) -> None:

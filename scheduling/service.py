@@ -85,7 +85,9 @@ class CalendarSync:
         self._experts = {expert.key: expert for expert in experts}
         self._policy = policy
         self._clock = clock
-        self._running: dict[tuple[str, str], asyncio.Task[FeedReport]] = {}
+        self._running: dict[tuple[str, str], asyncio.Task[FeedReport | None]] = {}
+        self._claimed: dict[int, datetime] = {}
+        """When this instance last claimed each feed (by id): a later attempt was another replica's."""
 
     async def configure(self) -> list[FeedState]:
         """Store exactly the configured feeds: new ones are added, removed ones forgotten with their busy time."""
@@ -96,16 +98,31 @@ class CalendarSync:
         """Every configured feed as it stands."""
         return await self._store.feeds()
 
-    async def sync(self, expert_keys: Collection[str] | None = None) -> list[FeedReport]:
-        """Read every feed of these experts (or of all), concurrently; failures are reported, not raised."""
+    async def sync(
+        self, expert_keys: Collection[str] | None = None, *, unless_tried_within: timedelta | None = None
+    ) -> list[FeedReport]:
+        """Read every feed of these experts (or of all), concurrently; failures are reported, not raised.
+
+        A feed another replica began reading meanwhile is left to it, and not reported; so is one another replica
+        tried within `unless_tried_within`, if given (its round came first).
+        """
         feeds = await self._store.feeds(expert_keys)
-        return list(await asyncio.gather(*(self._sync_once(feed) for feed in feeds)))
+        if unless_tried_within is not None:
+            since = self._clock() - unless_tried_within
+            feeds = [feed for feed in feeds if not self._tried_elsewhere(feed, since)]
+        reports = await asyncio.gather(*(self._sync_once(feed) for feed in feeds))
+        return [report for report in reports if report is not None]
 
     async def keep_in_sync(self, every: timedelta) -> None:
-        """Read every feed now and then once per `every`, until cancelled."""
+        """Read every feed now and then once per `every`, until cancelled.
+
+        With several replicas, a feed another replica tried within the last half period is left out of this
+        round: the replicas' rounds are not in step, and each feed is to be read once per period, not once per
+        replica. A replica that died mid-read holds a feed no longer than that half period.
+        """
         while True:
             try:
-                await self.sync()
+                await self.sync(unless_tried_within=every / 2)
             except Exception:
                 # A database hiccup must not end calendar sync for the life of the process.
                 log.exception("calendar sync failed; trying again in %s", every)
@@ -128,7 +145,11 @@ class CalendarSync:
         if len(done) < len(pending):
             log.info("answering from stored busy time: %d calendar(s) still syncing", len(pending) - len(done))
 
-    def _sync_once(self, feed: FeedState) -> asyncio.Task[FeedReport]:
+    def _tried_elsewhere(self, feed: FeedState, since: datetime) -> bool:
+        last = feed.last_attempt_at
+        return last is not None and last > since and (feed.id is None or self._claimed.get(feed.id) != last)
+
+    def _sync_once(self, feed: FeedState) -> asyncio.Task[FeedReport | None]:
         # One sync per feed at a time in this process: a refresh joins the periodic sync under way.
         key = (feed.expert_key, feed.location)
         running = self._running.get(key)
@@ -137,9 +158,14 @@ class CalendarSync:
             self._running[key] = running
         return running
 
-    async def _sync_feed(self, feed: FeedState) -> FeedReport:
+    async def _sync_feed(self, feed: FeedState) -> FeedReport | None:
         expert = self._experts.get(feed.expert_key)
         now = self._clock()
+        if not await self._store.claim_feed(feed, now=now):
+            log.debug("calendar %s of %s: being read elsewhere", redact(feed.location), feed.expert_key)
+            return None
+        if feed.id is not None:
+            self._claimed[feed.id] = now
         feed = replace(feed, last_attempt_at=now)
         if expert is None:
             return await self._failed(feed, now, f"no expert {feed.expert_key!r} in the configuration")

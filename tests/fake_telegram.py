@@ -802,6 +802,11 @@ class FakeUser:
         """Params of every successful answerCallbackQuery for this user's button presses."""
         return [dict(answer) for user_id, answer in self._server._callback_answers if user_id == self.id]
 
+    async def wait_for_callback_answers(self, count: int, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - shared test API
+        """Wait until `count` of this user's presses have been answered (confirmed is not yet handled)."""
+        if not await self._server._wait_until(lambda: len(self.callback_answers()) >= count, timeout):
+            raise TimeoutError(f"fewer than {count} presses of user {self.id} answered within {timeout}s")
+
 
 class FakeGroup(FakeUser):
     """A supergroup the bot is a member of (the sales chat): members write and press buttons in it."""

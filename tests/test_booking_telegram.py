@@ -80,9 +80,11 @@ async def test_a_booked_time_is_offered_to_nobody_else_and_a_forged_press_for_it
     bob_outcome = await _qualify(bob)
     await bob.press(bob_outcome, bob_outcome.button("London"))
     days = await bob.next_screen()
+    answered = len(bob.callback_answers())
 
     await bob.press(days, "tm:" + slot.removeprefix("tm:"), forge=True)
     await fake.wait_until_idle()
+    await bob.wait_for_callback_answers(answered + 1)
 
     expert = bot.services.bookings.expert(expert_key)
     assert expert is not None

@@ -223,7 +223,7 @@ async def test_a_strangers_press_of_a_paging_button_is_refused(fake: FakeTelegra
     stranger = fake.user(4242, first_name="Mallory")
 
     await sales.press_as(stranger, page, page.button("Older"))
-    await fake.wait_until_idle()
+    await stranger.wait_for_callback_answers(1)
 
     assert "for the sales team" in str(stranger.callback_answers()[0]["text"])
     assert page.edits == 0
