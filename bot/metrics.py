@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -195,6 +196,10 @@ class ObservedUpdateProcessor(BaseUpdateProcessor):
             await self._inner.do_process_update(update, self._observed(update, coroutine))
         finally:
             self._in_hand.discard(task)
+            if inspect.iscoroutine(coroutine):
+                # The inner processor may drop the update (the ledger's gate: handled elsewhere) and close our
+                # wrapper unstarted, which leaves the handlers' coroutine unawaited. Closing one that ran is a no-op.
+                coroutine.close()
 
     async def _observed(self, update: object, coroutine: Awaitable[Any]) -> None:
         kind = update_kind(update)
