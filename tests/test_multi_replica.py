@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot import texts
-from tests.fake_telegram import FakeTelegram, FakeUser, SentMessage
+from tests.fake_telegram import ApiCall, FakeTelegram, FakeUser, SentMessage
 from tests.harness import BotProcess
 from tests.test_crm_webhooks import SECRET as CRM_SECRET
 from tests.test_crm_webhooks import Receiver, SkewedClock, _config
@@ -363,6 +363,19 @@ async def _run_prospects(fake: FakeTelegram, count: int) -> list[FakeUser]:
     return users
 
 
+def _rejected(fake: FakeTelegram) -> list[ApiCall]:
+    """Calls Telegram refused, but for a lead card edited to what it already shows.
+
+    A lead's card shows the lead as it is now: two replicas that each claimed one of a lead's card jobs in the
+    same moment both show that, and the second edit is "not modified" (which the card poster takes as done).
+    """
+    return [
+        call
+        for call in fake.rejected()
+        if not (call.params.get("chat_id") == SALES_CHAT and "not modified" in (call.error or ""))
+    ]
+
+
 # --- The tests ----------------------------------------------------------------------------------------------------
 
 
@@ -415,7 +428,7 @@ async def test_prospects_over_two_replicas_with_duplicate_deliveries_get_everyth
     assert sorted(receiver.arrivals) == sorted(receiver.events) == sorted(stored.crm_events)
     assert len(sales.messages()) == PROSPECTS
     assert len(duplicated) > len({update_id for update_id, _, _ in duplicated}), "some updates went to both"
-    assert fake.rejected() == []
+    assert _rejected(fake) == []
 
 
 @pytest.mark.slow
@@ -452,7 +465,7 @@ async def test_a_replica_killed_mid_way_leaves_the_other_to_finish_every_convers
     assert refused_by_the_dead, "updates were posted to the killed replica after it died and went to the other"
     assert len(receiver.arrivals) == len(set(receiver.arrivals)), "no CRM event twice"
     assert all(_reminders_sent(user) <= 1 for user in users)
-    assert {call.status for call in fake.rejected()} <= {429, 500, 502}
+    assert {call.status for call in _rejected(fake)} <= {429, 500, 502}
 
 
 async def _true(value: bool) -> bool:
