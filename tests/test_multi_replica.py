@@ -3,7 +3,8 @@ questionnaire and book, each update to a random replica and some to both; one re
 and 5xx. Every reply, booking, reminder and CRM event exactly once.
 
 MULTI_REPLICA_PROSPECTS sets how many prospects each test runs (default 24, which keeps CI quick; the acceptance
-run and benchmarks/serving.py use 100).
+run and benchmarks/serving.py use 100). To see what the replicas logged, set MULTI_REPLICA_LOGS to a directory
+(and MULTI_REPLICA_LOG_LEVEL=INFO for every update).
 """
 
 from __future__ import annotations
@@ -378,6 +379,16 @@ def _rejected(fake: FakeTelegram) -> list[ApiCall]:
     ]
 
 
+def _storm_or_redone(call: ApiCall) -> bool:
+    """A storm's answer, or Telegram's refusal of a call made again by an update handled again after the crash.
+
+    An update the killed replica had in hand is handled again by the other: its button may have been answered
+    already ("query is too old") and its screen shown already ("not modified"); the bot takes both quietly.
+    """
+    redone = ("query is too old", "message is not modified")
+    return call.status in STORMS or (call.status == 400 and any(reason in (call.error or "") for reason in redone))
+
+
 # --- The tests ----------------------------------------------------------------------------------------------------
 
 
@@ -467,7 +478,7 @@ async def test_a_replica_killed_mid_way_leaves_the_other_to_finish_every_convers
     assert refused_by_the_dead, "updates were posted to the killed replica after it died and went to the other"
     assert len(receiver.arrivals) == len(set(receiver.arrivals)), "no CRM event twice"
     assert all(_reminders_sent(user) <= 1 for user in users)
-    assert [(call.method, call.error) for call in _rejected(fake) if call.status not in STORMS] == []
+    assert [(call.method, call.error) for call in _rejected(fake) if not _storm_or_redone(call)] == []
 
 
 async def _true(value: bool) -> bool:
