@@ -323,14 +323,25 @@ def _reference_chat(fake: FakeTelegram, users: Sequence[FakeUser]) -> list[str]:
     return log[: outcome + 1]
 
 
-def _assert_conversations(fake: FakeTelegram, users: Sequence[FakeUser]) -> None:
-    """Each prospect got the questionnaire's replies once each and in order, then one confirmation and one invite."""
-    reference = _reference_chat(fake, users)
+def _assert_conversations(fake: FakeTelegram, users: Sequence[FakeUser], *, crashed: bool = False) -> None:
+    """Each prospect got the questionnaire's replies once each and in order, then one confirmation and one invite.
+
+    After a crash (`crashed`), an update the dead replica had replied to but not yet recorded as done is handled
+    again, and its reply shown again: a screen may come twice in a row, and the confirmation twice; never one out
+    of order, never one missing.
+    """
+    reference = _shown(_reference_chat(fake, users), crashed=crashed)
+    most = 2 if crashed else 1
     for user in users:
-        log = _chat_log(fake, user.id)
+        log = _shown(_chat_log(fake, user.id), crashed=crashed)
         assert log[: len(reference)] == reference, f"chat {user.id}: {log}"
-        assert sum("Your consultation is booked" in line for line in log) == 1, f"chat {user.id}: {log}"
-        assert sum(line.startswith("sendDocument") for line in log) == 1, f"chat {user.id}: {log}"
+        assert 1 <= sum("Your consultation is booked" in line for line in log) <= most, f"chat {user.id}: {log}"
+        assert 1 <= sum(line.startswith("sendDocument") for line in log) <= most, f"chat {user.id}: {log}"
+
+
+def _shown(log: list[str], *, crashed: bool) -> list[str]:
+    """The chat's log, with a screen shown again right after itself taken once when a crash may have caused it."""
+    return [line for number, line in enumerate(log) if not (crashed and number and log[number - 1] == line)]
 
 
 def _assert_bookings(stored: Stored, users: Sequence[FakeUser]) -> None:
@@ -479,7 +490,7 @@ async def test_a_replica_killed_mid_way_leaves_the_other_to_finish_every_convers
         stored = await _stored(database_url)
 
     refused_by_the_dead = [post for post in fake.webhook_posts if post[1] == 0 and post[2] != 200]
-    _assert_conversations(fake, users)
+    _assert_conversations(fake, users, crashed=True)
     _assert_leads(stored, users)
     _assert_bookings(stored, users)
     assert refused_by_the_dead, "updates were posted to the killed replica after it died and went to the other"
