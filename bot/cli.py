@@ -282,7 +282,7 @@ async def _serve(settings: Settings, config: BusinessConfig) -> int:
         application = build_application(settings, services, metrics=metrics)
         intake = None
         if settings.webhook_secret is not None and settings.webhook_url is not None:
-            intake = serving.Intake(application, settings.webhook_secret.get_secret_value())
+            intake = serving.Intake(application, settings.webhook_secret.get_secret_value(), ledger=services.ledger)
         try:
             server = await web.start_feed_server(
                 settings, services, extend=serving.routes(settings, services, metrics, intake)

@@ -301,16 +301,44 @@ class BookingJourney:
         return ZoneQuestion(tuple(suggested))
 
     async def press(self, chat_key: str, given: Input, *, update_id: int | None = None) -> Screen | None:
-        """Apply a button press; None when Telegram redelivered an update already applied."""
+        """Apply a button press; None when Telegram redelivered an update already applied (but for the last one)."""
         state, last = await self._load(chat_key)
         if update_id is not None and last is not None and update_id <= last:
-            return None
+            if update_id < last or state is None:
+                return None
+            # The last press applied, delivered again: the ledger lets one through only when the replica that
+            # handled it died, perhaps before replying. It is not applied twice; the screen it led to is shown.
+            return await self._again(chat_key, state, update_id)
         lead = await self._qualification.chat_lead(chat_key)
         if lead is None or lead.outcome != "qualified":
             return NotQualified()
         screen, state = await self._apply(lead, state, given)
         if state is not None:
             await self._save(chat_key, state, update_id)
+        return screen
+
+    async def _again(self, chat_key: str, state: JourneyState, update_id: int) -> Screen | None:
+        """The screen the chat's booking stands at, shown afresh; None where there is none to show again."""
+        lead = await self._qualification.chat_lead(chat_key)
+        if lead is None or lead.outcome != "qualified" or lead.prospect.id is None:
+            return None
+        match state.stage:
+            case "days":
+                screen, state = await self._days(lead, state, first=state.page)
+            case "times" if state.day is not None:
+                screen, state = await self._times(lead, state, state.day)
+            case "confirm" if state.picked:
+                screen, state = await self._check_slot(lead, state, state.picked)
+            case "booked":
+                booked = await self._bookings.upcoming_for(lead.prospect.id)
+                latest = max(booked, key=lambda booking: booking.id or 0, default=None)
+                expert = None if latest is None else self._bookings.expert(latest.expert_key)
+                if latest is None or expert is None:
+                    return None
+                return Confirmed(latest, expert, self._invite(latest, expert, "REQUEST"), False)
+            case _:
+                return None
+        await self._save(chat_key, state, update_id)
         return screen
 
     async def typed(self, chat_key: str, text: str, *, update_id: int | None = None) -> Screen | None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import enum
 import inspect
 import logging
 import time
@@ -168,6 +170,16 @@ async def _read_figures(services: Services) -> _DatabaseFigures:
     return _DatabaseFigures(lead_rows, booking_rows, outbox_rows, feeds)
 
 
+class Outcome(enum.Enum):
+    """What became of an update handed to the bot."""
+
+    HANDLED = "handled"
+    DROPPED = "dropped"
+    """Not handled here: the ledger found it handled already, or in hand elsewhere."""
+    CANCELLED = "cancelled"
+    """Cut short (a shutdown's grace ran out) or failed outside its handlers: it is to be delivered again."""
+
+
 class ObservedUpdateProcessor(BaseUpdateProcessor):
     """Counts and times each update and puts its ids on the log lines, around another processor's ordering."""
 
@@ -176,6 +188,13 @@ class ObservedUpdateProcessor(BaseUpdateProcessor):
         self._inner = inner
         self._metrics = metrics
         self._in_hand: set[asyncio.Task[Any]] = set()
+        self._awaited: dict[int, collections.deque[asyncio.Future[Outcome]]] = {}
+
+    def when_done(self, update_id: int) -> asyncio.Future[Outcome]:
+        """What becomes of the update with this id that is about to be queued: handled, dropped or cancelled."""
+        done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._awaited.setdefault(update_id, collections.deque()).append(done)
+        return done
 
     async def cancel_in_hand(self) -> int:
         """Cancel the updates still being handled (at the end of a shutdown's grace); how many there were."""
@@ -192,19 +211,32 @@ class ObservedUpdateProcessor(BaseUpdateProcessor):
         task = asyncio.current_task()
         assert task is not None, "python-telegram-bot handles each update in a task"
         self._in_hand.add(task)
-        observed = self._observed(update, coroutine)
+        started: list[bool] = []
+        outcome = Outcome.CANCELLED
         try:
-            await self._inner.do_process_update(update, observed)
+            await self._inner.do_process_update(update, self._observed(update, coroutine, ran=started))
+            outcome = Outcome.HANDLED if started else Outcome.DROPPED
         finally:
             self._in_hand.discard(task)
-            if inspect.getcoroutinestate(observed) in {inspect.CORO_CREATED, inspect.CORO_CLOSED}:
-                # The inner processor may drop the update (a duplicate, say) by closing our wrapper unstarted: the
-                # handlers' own coroutine must be closed too, or Python warns it was never awaited. (Closing
-                # coroutines that ran to their end is harmless.)
-                observed.close()
-                _close(coroutine)
+            if isinstance(update, Update):
+                self._tell(update.update_id, outcome)
+            if inspect.iscoroutine(coroutine):
+                # The inner processor may drop the update (the ledger's gate: handled elsewhere) and close our
+                # wrapper unstarted, which leaves the handlers' coroutine unawaited. Closing one that ran is a no-op.
+                coroutine.close()
 
-    async def _observed(self, update: object, coroutine: Awaitable[Any]) -> None:
+    def _tell(self, update_id: int, outcome: Outcome) -> None:
+        waiting = self._awaited.get(update_id)
+        if not waiting:
+            return
+        done = waiting.popleft()
+        if not waiting:
+            del self._awaited[update_id]
+        if not done.done():
+            done.set_result(outcome)
+
+    async def _observed(self, update: object, coroutine: Awaitable[Any], *, ran: list[bool]) -> None:
+        ran.append(True)
         kind = update_kind(update)
         if isinstance(update, Update):
             logs.UPDATE_ID.set(update.update_id)
@@ -226,12 +258,6 @@ class ObservedUpdateProcessor(BaseUpdateProcessor):
     async def shutdown(self) -> None:
         """Release the inner processor."""
         await self._inner.shutdown()
-
-
-def _close(awaitable: Awaitable[Any]) -> None:
-    """Close a coroutine that will never run (closing one that ran to its end is harmless)."""
-    if inspect.iscoroutine(awaitable):
-        awaitable.close()
 
 
 class CountingLimiter(BaseRateLimiter[Any]):

@@ -15,8 +15,9 @@ from sqlalchemy import text
 from telegram import Bot, Update
 
 from bot import database
-from bot.metrics import CONTENT_TYPE, Metrics
+from bot.metrics import CONTENT_TYPE, Metrics, ObservedUpdateProcessor, Outcome
 from bot.settings import Settings
+from bot.update_ledger import UpdateLedger
 from bot.wiring import Services, sync_policy
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ class Intake:
     application: BotApplication
     secret: str
     accepting: bool = field(default=True)
+    ledger: UpdateLedger | None = None
+    """Asked whether an update dropped as in hand elsewhere is done yet; None: a drop is acknowledged."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ def routes(
 
 
 async def telegram_webhook(request: web.Request) -> web.Response:
-    """One update posted by Telegram: checked, queued for the handlers, acknowledged at once."""
+    """One update posted by Telegram: checked, queued for the handlers, acknowledged once they are done."""
     intake = request.app[INTAKE]
     if not intake.accepting:
         # Telegram retries an update it could not deliver, so another replica (or this one restarted) gets it.
@@ -87,7 +90,21 @@ async def telegram_webhook(request: web.Request) -> web.Response:
         update = Update.de_json(data, intake.application.bot)
     except Exception:  # PTB's parsers raise whatever a malformed field trips over; none of it is an update
         raise web.HTTPBadRequest(text="not an update") from None
+    processor = intake.application.update_processor
+    if not isinstance(processor, ObservedUpdateProcessor):
+        await intake.application.update_queue.put(update)
+        return web.Response(text="ok")
+    # Acknowledged once handled, not once queued: an update in hand when the process dies (SIGKILL, OOM) got
+    # no 200, so Telegram delivers it again, to another replica or to this one restarted.
+    outcome = processor.when_done(update.update_id)
     await intake.application.update_queue.put(update)
+    match await outcome:
+        case Outcome.CANCELLED:
+            raise web.HTTPServiceUnavailable(text="not handled")
+        case Outcome.DROPPED if intake.ledger is not None and not await intake.ledger.done(update.update_id):
+            # In hand under another replica's lease, which outlives a replica killed mid-update: Telegram
+            # keeps delivering it until the lease runs out and it is handled here or elsewhere.
+            raise web.HTTPServiceUnavailable(text="in hand elsewhere")
     return web.Response(text="ok")
 
 

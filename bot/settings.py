@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     shutdown_grace_seconds: float = Field(default=20.0, gt=0)
     """On SIGTERM, how long the updates in hand may take to finish before the process exits anyway."""
+    update_lease_seconds: float = Field(default=60.0, gt=0)
+    """How long a replica that claimed an update has to handle it before another may (bot/update_ledger.py)."""
 
     @field_validator("webhook_url")
     @classmethod

@@ -31,7 +31,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Executable, bindparam, delete, text, update
+from sqlalchemy import Connection, Engine, Executable, bindparam, delete, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -111,6 +111,10 @@ class UpdateLedger(SqlStore):
         now = self._clock()
         gone = max(now, self._started + self._lease) if chat_id is not None else now
         return await self._run_on(held, lambda c: _claim(c, update_id, chat_id, now, now + self._lease, gone))
+
+    async def done(self, update_id: int) -> bool:
+        """Whether the update has been handled, here or on another replica."""
+        return await self._run(lambda connection: _done(connection, update_id))
 
     async def prune(self, *, keep: timedelta = KEEP) -> int:
         """Forget updates received longer than `keep` ago; how many."""
@@ -241,6 +245,11 @@ def _claim(
 
 def _finish(connection: Connection, update_id: int, now: datetime) -> None:
     connection.execute(_FINISH, {"id": update_id, "now": now})
+
+
+def _done(connection: Connection, update_id: int) -> bool:
+    status = connection.execute(select(UPDATES.c.status).where(UPDATES.c.update_id == update_id)).scalar()
+    return status == "done"
 
 
 def _prune(connection: Connection, before: datetime) -> int:

@@ -160,7 +160,13 @@ async def open_services(
             ),
             followups=SqlFollowUpStore(transactions, delays=followup_delays(config), one_writer=one_writer),
             blocked=SqlBlockedStore(transactions, one_writer=one_writer),
-            ledger=UpdateLedger(transactions, locks=locks, clock=clock, one_writer=one_writer),
+            ledger=UpdateLedger(
+                transactions,
+                locks=locks,
+                clock=clock,
+                one_writer=one_writer,
+                lease=timedelta(seconds=settings.update_lease_seconds),
+            ),
         )
     finally:
         await session.close()

@@ -161,6 +161,13 @@ class QualificationService:
             conversation = await tx.conversation_for_chat(chat_key)
             if conversation is None or conversation.status == "cancelled":
                 return Ignored.NO_CONVERSATION
+            if update_id is not None and update_id == conversation.last_update_id:
+                # The last update applied, delivered again: the ledger lets one through only when the replica that
+                # handled it died, perhaps before replying. Its answer stays applied once; the question now due
+                # is shown again (the outcome, if it finished the questionnaire), so the prospect is not left waiting;
+                # at worst they see it twice.
+                state = conversation.state
+                return Turn(Reply(state, flow.screen(self._questionnaire, state)), conversation.lead_id)
             if _seen(conversation, update_id):
                 return Ignored.DUPLICATE
             before = conversation.state

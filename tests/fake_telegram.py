@@ -8,9 +8,10 @@ import contextlib
 import itertools
 import json
 import math
+import random
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -645,6 +646,20 @@ def _normalise_param(name: str, value: Any) -> Any:
 _Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
+def _update_chat(update: dict[str, Any]) -> int:
+    """The chat an update belongs to, for delivering each chat's updates in order (0 when it has none)."""
+    for value in update.values():
+        if isinstance(value, dict):
+            message = value.get("message", value)
+            chat = message.get("chat") if isinstance(message, dict) else None
+            if isinstance(chat, dict) and isinstance(chat.get("id"), int):
+                return int(chat["id"])
+            sender = value.get("from")
+            if isinstance(sender, dict) and isinstance(sender.get("id"), int):
+                return int(sender["id"])
+    return 0
+
+
 class FakeUser:
     """A Telegram user chatting with the bot in a private chat whose id is the user's id."""
 
@@ -863,6 +878,8 @@ class FakeTelegram(LocalServer):
         self.calls: list[ApiCall] = []
         # monotonic time each update was last handed to the bot by getUpdates
         self.update_served_at: dict[int, float] = {}
+        self.webhook_posts: list[tuple[int, int, int]] = []
+        """(update_id, replica index, HTTP status or 0 for no answer) of each post of dispatch_webhooks."""
         self.webhook_url = ""
         self.webhook_secret_token: str | None = None
         self.my_commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -1029,6 +1046,70 @@ class FakeTelegram(LocalServer):
                     self._pending.remove(update)
         self._pulse()
         return statuses
+
+    async def dispatch_webhooks(
+        self, replicas: Sequence[str], *, duplicate_ratio: float = 0.0, rng: random.Random | None = None
+    ) -> None:
+        """Post pending updates to the replicas' webhooks until cancelled, as Telegram with a load balancer would.
+
+        Each chat's updates go one after another, in order, and different chats' at once. An update goes to a
+        random replica and, `duplicate_ratio` of the time, to another one too at the same moment (a duplicate);
+        it is confirmed once any of them answered 200. One that no replica took (connection refused or cut, a
+        5xx) is posted again a moment later to the next replica, as Telegram redelivers. Every post is recorded
+        in `webhook_posts`; the first post of each update sets its `update_served_at`.
+        """
+        chance = rng or random.Random()
+        headers = (
+            {} if self.webhook_secret_token is None else {"X-Telegram-Bot-Api-Secret-Token": self.webhook_secret_token}
+        )
+        busy: set[int] = set()
+
+        def ready() -> list[dict[str, Any]]:
+            chats: set[int] = set()
+            found = []
+            for update in self._deliverable():
+                chat = _update_chat(update)
+                if chat not in busy and chat not in chats:
+                    found.append(update)
+                chats.add(chat)
+            return found
+
+        async def post(session: aiohttp.ClientSession, replica: int, update: dict[str, Any]) -> int:
+            try:
+                async with session.post(replicas[replica], json=update, headers=headers) as response:
+                    status = response.status
+            except (aiohttp.ClientError, OSError, TimeoutError):
+                status = 0
+            self.webhook_posts.append((update["update_id"], replica, status))
+            return status
+
+        async def deliver(session: aiohttp.ClientSession, update: dict[str, Any], chat: int) -> None:
+            try:
+                target = chance.randrange(len(replicas))
+                for attempt in itertools.count():
+                    targets = [target]
+                    if len(replicas) > 1 and chance.random() < duplicate_ratio:
+                        targets.append((target + 1 + chance.randrange(len(replicas) - 1)) % len(replicas))
+                    self.update_served_at.setdefault(update["update_id"], time.monotonic())
+                    statuses = await asyncio.gather(*(post(session, replica, update) for replica in targets))
+                    if 200 in statuses:
+                        self._pending.remove(update)
+                        return
+                    target = (target + 1) % len(replicas)
+                    await asyncio.sleep(min(0.05 * (attempt + 1), 0.5))
+            finally:
+                busy.discard(chat)
+                self._pulse()
+
+        timeout = aiohttp.ClientTimeout(total=60)
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session, asyncio.TaskGroup() as tasks:
+            while True:
+                for update in ready():
+                    chat = _update_chat(update)
+                    busy.add(chat)
+                    tasks.create_task(deliver(session, update, chat))
+                await self._wait_until(lambda: bool(ready()), 1.0)
 
     def block_bot(self, chat_id: int) -> None:
         """Make the user of `chat_id` block the bot: sends to the chat answer 403."""

@@ -9,7 +9,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from telegram import Chat, Message, Update, User
-from telegram.error import BadRequest, Forbidden
+from telegram.error import BadRequest, Forbidden, NetworkError
 from telegram.ext import ContextTypes
 
 from bot import callbacks, logs, render, texts
@@ -223,11 +223,15 @@ async def _retire(message: Message, answered: str | None) -> None:
 
 
 async def quietly(edit: Awaitable[object]) -> None:
-    """Await an edit of an earlier message; it is cosmetic, so a refusal is logged, not raised."""
+    """Await an edit of an earlier message or a button's answer; it is cosmetic, so a failure is logged, not raised."""
     try:
         await edit
     except (BadRequest, Forbidden) as error:
         log.debug("edit refused by Telegram: %s", error)
+    except NetworkError as error:
+        # A 5xx or lost connection the limiter gave up on (it does not retry calls without a chat, such as
+        # answerCallbackQuery): the answer or the screen still comes, so the update must not fail for it.
+        log.warning("edit or button answer failed: %s", error)
 
 
 def _chat_and_user(update: Update) -> tuple[Chat, User]:
