@@ -308,7 +308,9 @@ async def _serve(settings: Settings, config: BusinessConfig) -> int:
                 else:
                     await application.updater.start_polling(poll_interval=0, timeout=30, drop_pending_updates=False)
                 background = [
-                    services.calendar_sync.keep_in_sync(timedelta(minutes=config.calendars.sync_minutes)),
+                    workers.until_stopping(
+                        services.calendar_sync.keep_in_sync(timedelta(minutes=config.calendars.sync_minutes))
+                    ),
                     workers.ReminderSender(
                         store=services.booking_store,
                         bot=application.bot,
@@ -339,6 +341,9 @@ async def _serve(settings: Settings, config: BusinessConfig) -> int:
                         clock=utc_now,
                     )
                     background.append(writer.keep_writing(workers.CALENDAR_WRITE_EVERY))
+                # The workers see this event (their tasks copy the context): on SIGTERM they finish their round.
+                workers_stopping = asyncio.Event()
+                workers.STOPPING.set(workers_stopping)
                 tasks = [asyncio.create_task(work) for work in background]
                 # Everything built so far lives as long as the process: out of the collector's sight, it is
                 # not traversed again by every full collection while updates are handled.
@@ -346,7 +351,9 @@ async def _serve(settings: Settings, config: BusinessConfig) -> int:
                 gc.set_threshold(10_000, 20, 20)
                 log.info("consultbot is serving @%s", application.bot.username)
                 await stop.wait()
-                await _stop_gracefully(application, intake, tasks, grace=settings.shutdown_grace_seconds)
+                await _stop_gracefully(
+                    application, intake, tasks, workers_stopping, grace=settings.shutdown_grace_seconds
+                )
         except InvalidToken:
             print("consultbot: Telegram refused TELEGRAM_BOT_TOKEN (unauthorized)", file=sys.stderr)
             return 2
@@ -360,11 +367,18 @@ async def _serve(settings: Settings, config: BusinessConfig) -> int:
 
 
 async def _stop_gracefully(
-    application: BotApplication, intake: Intake | None, tasks: list[asyncio.Task[None]], *, grace: float
+    application: BotApplication,
+    intake: Intake | None,
+    tasks: list[asyncio.Task[None]],
+    workers_stopping: asyncio.Event,
+    *,
+    grace: float,
 ) -> None:
-    """Take no more updates, finish those in hand within `grace` seconds, then stop the workers."""
+    """Take no more updates, finish those in hand and the workers' rounds within `grace` seconds, then stop."""
     from bot.metrics import ObservedUpdateProcessor
 
+    deadline = asyncio.get_running_loop().time() + grace
+    workers_stopping.set()
     log.info("stopping: taking no more updates, finishing those in hand (up to %.0f s)", grace)
     if intake is not None:
         intake.accepting = False
@@ -379,7 +393,11 @@ async def _stop_gracefully(
         processor = application.update_processor
         cancelled = await processor.cancel_in_hand() if isinstance(processor, ObservedUpdateProcessor) else 0
         log.warning("stopping: %d update(s) still in hand after %.0f s were cancelled", cancelled, grace)
-    # A worker's claimed rows keep their lease until it expires; then another replica (or the next start) takes them.
+    # Each worker ends after its round in hand, recording what it claimed; one still busy when the grace is over is
+    # cancelled, and the rows it claimed keep their lease until it runs out (then another replica takes them).
+    remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+    if tasks and remaining > 0:
+        await asyncio.wait(tasks, timeout=remaining)
     for task in tasks:
         task.cancel()
     for task in tasks:

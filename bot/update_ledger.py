@@ -91,15 +91,29 @@ class UpdateLedger(SqlStore):
     async def handling(self, update_id: int, *, chat_id: int | None) -> AsyncIterator[bool]:
         """Whether to handle the update (False: done or in hand elsewhere); done when the block ends normally.
 
-        A block left by an exception (a cancelled update) leaves the claim to run out, so a redelivery is handled.
+        A block left by cancellation (the update outlasted a shutdown's grace) gives the claim up at once, so
+        Telegram's redelivery is handled by another replica without waiting for the lease; one left by a crash
+        leaves the claim to run out.
         """
         async with self._chat_lock(chat_id) as held:
             claimed = await self._claim_or_handle(update_id, chat_id, held)
             if not claimed:
                 log.info("update %d already handled or in hand: dropped", update_id)
-            yield claimed
+            try:
+                yield claimed
+            except asyncio.CancelledError:
+                if claimed:
+                    await asyncio.shield(self._release(update_id, held))
+                raise
             if claimed:
                 await self._finish(update_id, held)
+
+    async def _release(self, update_id: int, held: AsyncConnection | None) -> None:
+        now = self._clock()
+        try:
+            await self._run_on(held, lambda connection: _release(connection, update_id, now))
+        except Exception:
+            log.exception("update %d could not be given up; its lease will run out instead", update_id)
 
     async def claim(self, update_id: int, *, chat_id: int | None, held: AsyncConnection | None = None) -> bool:
         """Lease the update to this replica: True if it is new, or its last claim ran out without being done.
@@ -245,6 +259,15 @@ def _claim(
 
 def _finish(connection: Connection, update_id: int, now: datetime) -> None:
     connection.execute(_FINISH, {"id": update_id, "now": now})
+
+
+def _release(connection: Connection, update_id: int, now: datetime) -> None:
+    # A lease that ended a moment ago: the next claim takes the update over.
+    connection.execute(
+        update(UPDATES)
+        .where(UPDATES.c.update_id == update_id, UPDATES.c.status == "handling")
+        .values(leased_until=now - timedelta(microseconds=1))
+    )
 
 
 def _done(connection: Connection, update_id: int) -> bool:

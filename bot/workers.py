@@ -12,9 +12,10 @@ import contextlib
 import logging
 import os
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from contextvars import ContextVar
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import aiohttp
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
@@ -54,26 +55,61 @@ NO_EMAIL = "consultations@consultbot.invalid"
 """The organizer of an expert's events when neither they nor the company have an e-mail address (.invalid: RFC 2606)."""
 
 
+STOPPING: ContextVar[asyncio.Event | None] = ContextVar("stopping", default=None)
+"""Set by `consultbot run` for its workers: once the event is set, each ends after the round in hand."""
+
+
 async def keep_doing(
     work: Callable[[], Awaitable[object]], *, every: timedelta, what: str, wake: asyncio.Event | None = None
 ) -> None:
-    """Do `work` now, then again whenever `wake` is set or once per `every`, until cancelled.
+    """Do `work` now, then again whenever `wake` is set or once per `every`, until cancelled or told to stop.
 
     A failure (a database hiccup, say) is logged and tried again next round: it must not end the work for the life
-    of the process.
+    of the process. Told to stop (STOPPING), the round in hand is finished rather than cut off, so what it claimed
+    is recorded and its leases end with it instead of holding the items from other replicas until they run out.
     """
-    while True:
+    stopping = STOPPING.get()
+    while stopping is None or not stopping.is_set():
         if wake is not None:
             wake.clear()
         try:
             await work()
         except Exception:
             log.exception("%s failed; trying again in %s", what, every)
-        if wake is None:
+        await _pause(every, wake, stopping)
+
+
+async def until_stopping(work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` (a loop that does not look at STOPPING) until told to stop, then cancel it at once.
+
+    For work whose interruption costs nothing, like fetching calendar feeds: a fetch cut off is done next time.
+    """
+    stopping = STOPPING.get()
+    running = asyncio.ensure_future(work)
+    if stopping is None:
+        await running
+        return
+    told = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait([running, told], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (running, told):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+
+async def _pause(every: timedelta, *events: asyncio.Event | None) -> None:
+    """Sleep for `every`, or until one of the events is set."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events if event is not None]
+    try:
+        if waits:
+            await asyncio.wait(waits, timeout=every.total_seconds(), return_when=asyncio.FIRST_COMPLETED)
+        else:
             await asyncio.sleep(every.total_seconds())
-            continue
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), every.total_seconds())
+    finally:
+        for waiting in waits:
+            waiting.cancel()
 
 
 class BlockedUsers(Protocol):
