@@ -133,7 +133,7 @@ PRIVACY = """<b>Your data at {company}</b>
 
 <b>Why:</b> to match you with the right outsourcing expert and to let our sales team contact you about your enquiry. We do not sell your data or use it for anything else.
 
-<b>How long:</b> as long as your enquiry is active, and at most one year after your last contact, after which it is anonymised.
+<b>How long:</b> {retention}
 
 <b>Your rights:</b> /mydata sends you a copy of everything we store about you; /forget erases your personal data and cancels your coming consultations. For anything else, such as a correction, write to {contact}."""
 
@@ -334,6 +334,18 @@ CARD_DONE = {
 
 
 NO_DATA = "We hold no personal data about you."
+
+
+def retention(days: int) -> str:
+    """The privacy notice's answer to "how long", from the configured retention."""
+    if days == 0:
+        return "as long as your enquiry is active, and until you ask us to erase it (/forget)."
+    return (
+        f"as long as your enquiry is active, and at most {days} days after your last contact, after which it is "
+        "anonymised."
+    )
+
+
 MY_DATA_CAPTION = "Everything {company} stores about you, as JSON."
 FORGET_ASK = """<b>Erase your personal data?</b>
 

@@ -214,6 +214,8 @@ async def test_commands_answer_even_without_a_questionnaire_and_unknown_ones_poi
 
     assert "What we store" in privacy.text
     assert "privacy@meridian-outsourcing.example" in privacy.text
+    assert "at most 365 days after your last contact" in privacy.text
+    assert "/forget" in privacy.text
     assert "no questionnaire under way" in cancel.text
     assert "/help" in unknown.text
     assert fake.rejected() == []

@@ -78,7 +78,11 @@ class QualificationHandlers:
         chat, _ = _chat_and_user(update)
         company = self._config.company
         await chat.send_message(
-            texts.PRIVACY.format(company=escape(company.name), contact=escape(company.privacy_contact))
+            texts.PRIVACY.format(
+                company=escape(company.name),
+                contact=escape(company.privacy_contact),
+                retention=texts.retention(self._config.privacy.retention_days),
+            )
         )
 
     async def on_button(self, update: Update, context: Context) -> None:
