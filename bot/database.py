@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import sqlalchemy
 from alembic import command
 from alembic.config import Config
@@ -12,6 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 import migrations
@@ -47,6 +49,17 @@ def lock_engine(engine: AsyncEngine, *, connections: int) -> AsyncEngine | None:
     if engine.dialect.name == "sqlite":
         return None
     return create_async_engine(engine.url, pool_size=connections, max_overflow=0, isolation_level="AUTOCOMMIT")
+
+
+def lost_connection(error: BaseException) -> bool:
+    """Whether `error` says the database connection itself went away (a restart, `pg_terminate_backend`, a
+    network cut) rather than that the work was wrong: work rolled back by it may simply be run again."""
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        # SQLAlchemy's asyncpg adapter wraps the driver's error: the cause is asyncpg's own.
+        return any(lost_connection(cause) for cause in (error.orig, error.orig and error.orig.__cause__) if cause)
+    return isinstance(error, asyncpg.PostgresConnectionError | asyncpg.AdminShutdownError | ConnectionError)
 
 
 def store_engine(engine: AsyncEngine) -> AsyncEngine | Engine:

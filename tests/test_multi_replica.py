@@ -3,8 +3,8 @@ questionnaire and book, each update to a random replica and some to both; one re
 and 5xx. Every reply, booking, reminder and CRM event exactly once.
 
 MULTI_REPLICA_PROSPECTS sets how many prospects each test runs (default 100, as the issue's acceptance asks: about
-a minute and a half for both tests on two cores; fewer for a quick local run). To see what the replicas logged, set MULTI_REPLICA_LOGS to a directory
-(and MULTI_REPLICA_LOG_LEVEL=INFO for every update).
+a minute and a half for both tests on two cores; fewer for a quick local run). To see what the replicas logged, set
+MULTI_REPLICA_LOGS to a directory (and MULTI_REPLICA_LOG_LEVEL=INFO for every update).
 """
 
 from __future__ import annotations

@@ -282,6 +282,49 @@ async def test_the_bot_carries_on_when_its_database_connections_are_cut_mid_ques
     assert len(leads) == 1
 
 
+@POSTGRESQL_ONLY
+async def test_an_answer_whose_transaction_loses_its_connection_midway_is_taken_on_a_new_one(
+    fake: FakeTelegram, bot: RunningBot, database_url: str
+) -> None:
+    """The bot's transaction is inside the database (waiting on the conversation's row) when its connection is
+    terminated: the answer is applied on a fresh connection, once, and the prospect is not asked to try again."""
+    ada = fake.user(7450, first_name="Ada")
+    await ada.send_text("/start")
+    await ada.next_message()
+    services = await _question(ada, "Which processes")
+    url = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    holder = await asyncpg.connect(url)
+    try:
+        holding = holder.transaction()
+        await holding.start()
+        await holder.execute("SELECT 1 FROM conversations FOR UPDATE")
+        await ada.press(services, services.button("HR & payroll"))
+        waiting = await _eventually_waiting_on_a_lock(holder)
+        await holder.execute("SELECT pg_terminate_backend($1)", waiting)
+        await holding.rollback()
+    finally:
+        await holder.close()
+    ticked = [label for label, _ in (await ada.next_edit(services)).buttons()]
+    await ada.press(services, services.button("Done"))
+    size = await _question(ada, "How many employees")
+
+    assert "✅ HR & payroll" in ticked
+    assert "Question 2" in size.text
+    assert not [m for m in ada.messages() if "went wrong" in m.text]
+
+
+async def _eventually_waiting_on_a_lock(watcher: asyncpg.Connection) -> int:
+    """The pid of the bot's backend once it waits on a row lock held by `watcher`."""
+    for _ in range(100):
+        pid = await watcher.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        if pid is not None:
+            return int(pid)
+        await asyncio.sleep(0.05)
+    raise AssertionError("the bot's transaction never waited on the conversation's row")
+
+
 async def test_two_syncs_on_one_database_fetch_each_feed_once(database_url: str) -> None:
     """Two replicas' calendar syncs in the same round: each feed is fetched by one of them, whichever is first."""
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from telegram import Chat, Message, Update, User
 from telegram.error import BadRequest, Forbidden, NetworkError
 from telegram.ext import ContextTypes
 
-from bot import callbacks, logs, render, texts
+from bot import callbacks, database, logs, render, texts
 from bot.config import BusinessConfig
 from bot.render import booking_keyboard
 
@@ -23,6 +23,19 @@ from leads import flow
 from leads.service import Ignored, QualificationService, Turn, Visitor
 
 log = logging.getLogger(__name__)
+
+Result = TypeVar("Result")
+
+
+async def _once_more_if_disconnected(call: Callable[[], Awaitable[Result]]) -> Result:
+    try:
+        return await call()
+    except Exception as error:
+        if not database.lost_connection(error):
+            raise
+        log.warning("database connection lost during an update; handling it again on a new connection")
+        return await call()
+
 
 Context = ContextTypes.DEFAULT_TYPE
 
@@ -41,12 +54,39 @@ class QualificationHandlers:
         self._booking = booking
         """Where a qualified prospect goes on to book a consultation."""
 
+    # The service's calls, run once more if the database connection went away under them (a database restart,
+    # `pg_terminate_backend`): each is one transaction, rolled back with the connection, and an update already
+    # applied is recognised by its update_id, so running it again never applies an answer twice.
+
+    async def _begin(
+        self,
+        *,
+        chat_key: str,
+        visitor: Visitor,
+        source: str | None = None,
+        update_id: int | None = None,
+        restart: bool = False,
+    ) -> Turn | Ignored:
+        return await _once_more_if_disconnected(
+            lambda: self._service.begin(
+                chat_key=chat_key, visitor=visitor, source=source, update_id=update_id, restart=restart
+            )
+        )
+
+    async def _respond(self, *, chat_key: str, given: flow.Input, update_id: int | None) -> Turn | Ignored:
+        return await _once_more_if_disconnected(
+            lambda: self._service.respond(chat_key=chat_key, given=given, update_id=update_id)
+        )
+
+    async def _cancel(self, *, chat_key: str, update_id: int | None) -> bool:
+        return await _once_more_if_disconnected(lambda: self._service.cancel(chat_key=chat_key, update_id=update_id))
+
     async def on_start(self, update: Update, context: Context) -> None:
         """Begin the questionnaire (a deep-link payload is the lead's source), or resume it."""
         chat, user = _chat_and_user(update)
         payload = context.args[0] if context.args else None
         source = payload if payload and _SOURCE.match(payload) else None
-        turn = await self._service.begin(
+        turn = await self._begin(
             chat_key=_chat_key(chat), visitor=_visitor(user), source=source, update_id=update.update_id
         )
         _note_lead(turn)
@@ -55,7 +95,7 @@ class QualificationHandlers:
     async def on_restart(self, update: Update, context: Context) -> None:
         """Start the questionnaire over."""
         chat, user = _chat_and_user(update)
-        turn = await self._service.begin(
+        turn = await self._begin(
             chat_key=_chat_key(chat), visitor=_visitor(user), update_id=update.update_id, restart=True
         )
         if isinstance(turn, Turn):
@@ -65,7 +105,7 @@ class QualificationHandlers:
     async def on_cancel(self, update: Update, context: Context) -> None:
         """Stop the questionnaire under way."""
         chat, _ = _chat_and_user(update)
-        cancelled = await self._service.cancel(chat_key=_chat_key(chat), update_id=update.update_id)
+        cancelled = await self._cancel(chat_key=_chat_key(chat), update_id=update.update_id)
         await chat.send_message(texts.CANCELLED if cancelled else texts.NOTHING_TO_CANCEL)
 
     async def on_help(self, update: Update, context: Context) -> None:
@@ -96,7 +136,7 @@ class QualificationHandlers:
         if given is None:
             await query.answer(texts.INVALID_BUTTON)
             return
-        turn = await self._service.respond(chat_key=_chat_key(chat), given=given, update_id=update.update_id)
+        turn = await self._respond(chat_key=_chat_key(chat), given=given, update_id=update.update_id)
         _note_lead(turn)
         if turn is Ignored.DUPLICATE:
             return
@@ -135,15 +175,13 @@ class QualificationHandlers:
         if message is None or message.text is None:
             return
         typed = flow.Typed(message.text)
-        turn = await self._service.respond(chat_key=_chat_key(chat), given=typed, update_id=update.update_id)
+        turn = await self._respond(chat_key=_chat_key(chat), given=typed, update_id=update.update_id)
         _note_lead(turn)
         if turn is Ignored.DUPLICATE:
             return
         if turn is Ignored.NO_CONVERSATION:
             # Someone who just writes "hi" gets the questionnaire, as if they had pressed Start.
-            started = await self._service.begin(
-                chat_key=_chat_key(chat), visitor=_visitor(user), update_id=update.update_id
-            )
+            started = await self._begin(chat_key=_chat_key(chat), visitor=_visitor(user), update_id=update.update_id)
             await self._greet(chat, started)
             return
         reply = turn.reply
