@@ -57,10 +57,11 @@ def _lead(connection: Connection, lead_id: LeadId, *, for_update: bool) -> tuple
     if row is None:
         return None
     prospect = connection.execute(select(PROSPECTS).where(PROSPECTS.c.id == row["prospect_id"])).mappings().one()
-    return lead_record(row), prospect_record(prospect), _handoff(row)
+    return lead_record(row), prospect_record(prospect), handoff_record(row)
 
 
-def _handoff(row: RowMapping) -> Handoff:
+def handoff_record(row: RowMapping) -> Handoff:
+    """Sales' side of a leads row: its pipeline columns as a record."""
     pipeline = None
     if row["pipeline"] is not None:
         pipeline = Pipeline(

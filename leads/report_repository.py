@@ -13,8 +13,9 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, RowMapping, Select, and_, func, select
 
+from leads.handoff_repository import handoff_record
 from leads.model import LeadId
-from leads.pipeline import Pipeline, PipelineStatus
+from leads.pipeline import PipelineStatus
 from leads.records import LeadEvent
 from leads.reports import Consultation, Funnel, LeadHistory, LeadRecord, Week
 from leads.repository import CONVERSATIONS, LEAD_EVENTS, LEADS, PROSPECTS, lead_record, prospect_record
@@ -83,23 +84,14 @@ def _reader(query: Select[Any]) -> Callable[[Connection], list[LeadRecord]]:
 def _record(row: RowMapping) -> LeadRecord:
     columns = {column.name: row[f"p__{column.name}"] for column in PROSPECTS.c}
     prospect = prospect_record(cast(RowMapping, columns))
-    pipeline = None
-    if row["pipeline"] is not None:
-        pipeline = Pipeline(
-            status=cast(PipelineStatus, row["pipeline"]),
-            owner_user_id=row["owner_user_id"],
-            owner_name=row["owner_name"],
-            lost_reason=row["lost_reason"],
-        )
+    handoff = handoff_record(row)
+    booked = handoff.consultation
     consultation = None
-    if row["consultation_uid"] is not None:
+    if booked is not None:
         consultation = Consultation(
-            expert_key=row["consultation_expert"],
-            starts_at=row["consultation_starts_at"],
-            ends_at=row["consultation_ends_at"],
-            status=row["consultation_status"],
+            expert_key=booked.expert_key, starts_at=booked.starts_at, ends_at=booked.ends_at, status=booked.status
         )
-    return LeadRecord(lead_record(row), prospect, pipeline, consultation)
+    return LeadRecord(lead_record(row), prospect, handoff.pipeline, consultation)
 
 
 def _history(connection: Connection, lead_id: LeadId) -> LeadHistory | None:
