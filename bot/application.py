@@ -95,7 +95,6 @@ def build_application(settings: Settings, services: Services, *, metrics: Metric
         staff=staff,
         sales_chat_id=config.sales.chat_id,
         followups=followups,
-        blocked=services.blocked,
     )
     return application
 

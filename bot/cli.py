@@ -251,6 +251,13 @@ def _privacy_workers(services: Services) -> list[Coroutine[Any, Any, None]]:
     ]
 
 
+async def forget_old_updates(services: Services) -> int:
+    """Prune the update ledger, first lifting the blocks that its updates answer (bot/blocked_store.py)."""
+    # Forgotten, an update from a user who blocked the bot and then wrote again would no longer lift the block.
+    await services.blocked.lift_answered()
+    return await services.ledger.prune()
+
+
 def _followup_sender(services: Services, bot: Bot) -> FollowUpSender:
     """The sender of the nudges, reminders and resources that follow the questionnaire."""
     return FollowUpSender(
@@ -325,7 +332,9 @@ async def _serve(settings: Settings, config: BusinessConfig) -> int:
                 background.append(_followup_sender(services, application.bot).keep_sending())
                 background.append(
                     workers.keep_doing(
-                        services.ledger.prune, every=update_ledger.PRUNE_EVERY, what="forgetting old Telegram updates"
+                        lambda: forget_old_updates(services),
+                        every=update_ledger.PRUNE_EVERY,
+                        what="forgetting old Telegram updates",
                     )
                 )
                 if any(expert.caldav is not None for expert in config.experts):

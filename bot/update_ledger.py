@@ -7,6 +7,9 @@ is dropped, and one whose replica died mid-way is handled again once the lease h
 On PostgreSQL a chat's update is handled holding a session-level advisory lock on the chat, on a connection
 of a pool of its own (bot/database.py, lock_engine): two presses in quick succession on two replicas are
 applied one after the other, and the second sees what the first did (so the state checks refuse it if stale).
+Every update pays for this, so it costs two round trips in all: one statement takes the chat's lock and claims
+the update, one records it done and gives the lock back, both said to asyncpg directly on the lock's connection
+(autocommit, already in hand: no pool checkout, BEGIN or COMMIT of the stores' pool).
 
 Why no deadlock and no exhausted pool: each update in hand holds at most one advisory lock, taken before any
 transaction and released after its last; transactions never wait for an advisory lock, so no cycle forms.
@@ -29,15 +32,14 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Connection, Engine, Executable, bindparam, delete, select, text, update
+from sqlalchemy import Connection, Engine, Executable, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.tables import TelegramUpdateRow
-from leads.sql_store import Result, SqlStore
+from leads.sql_store import SqlStore
 from leads.tables import UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,9 @@ KEEP = timedelta(days=2)
 PRUNE_EVERY = timedelta(hours=1)
 """How often the running bot forgets updates older than KEEP."""
 
+LOCK_CONNECTIONS = 16
+"""The pool of connections holding chats' advisory locks: at least the updates handled at once (application.py)."""
+
 CHAT_LOCKS = 0x43420001
 """The first key of the chats' advisory locks (pg_advisory_lock(int, int)): "CB", 1; the second is the chat."""
 
@@ -67,6 +72,10 @@ def chat_lock_key(chat_id: int) -> int:
     """
     folded = (chat_id ^ (chat_id >> 32)) & 0xFFFFFFFF
     return folded - (1 << 32) if folded >= 1 << 31 else folded
+
+
+_Lease = tuple[datetime, datetime, datetime]
+"""A claim's times: now, the end of the lease it takes, and before when an earlier lease means its handler died."""
 
 
 class UpdateLedger(SqlStore):
@@ -95,36 +104,39 @@ class UpdateLedger(SqlStore):
         Telegram's redelivery is handled by another replica without waiting for the lease; one left by a crash
         leaves the claim to run out.
         """
-        async with self._chat_lock(chat_id) as held:
-            claimed = await self._claim_or_handle(update_id, chat_id, held)
-            if not claimed:
-                log.info("update %d already handled or in hand: dropped", update_id)
+        # One lease for every try at claiming, so that a claim made again after a lost connection is the same one.
+        lease = self._lease_times(chat_id)
+        held: _HeldChat | None = None
+        if self._locks is not None and chat_id is not None:
+            held = await self._lock_and_claim(update_id, chat_id, lease)
+        claimed = held.claimed if held is not None else await self._claim_or_handle(update_id, chat_id, lease)
+        if not claimed:
+            log.info("update %d already handled or in hand: dropped", update_id)
+        try:
             try:
                 yield claimed
             except asyncio.CancelledError:
                 if claimed:
-                    await asyncio.shield(self._release(update_id, held))
+                    await asyncio.shield(self._end(update_id, held, finished=False))
                 raise
             if claimed:
-                await self._finish(update_id, held)
+                await self._end(update_id, held, finished=True)
+        finally:
+            if held is not None:
+                # Shielded: a cancelled update must still give its chat back before its connection.
+                await asyncio.shield(held.hand_back())
 
-    async def _release(self, update_id: int, held: AsyncConnection | None) -> None:
-        now = self._clock()
-        try:
-            await self._run_on(held, lambda connection: _release(connection, update_id, now))
-        except Exception:
-            log.exception("update %d could not be given up; its lease will run out instead", update_id)
-
-    async def claim(self, update_id: int, *, chat_id: int | None, held: AsyncConnection | None = None) -> bool:
+    async def claim(self, update_id: int, *, chat_id: int | None) -> bool:
         """Lease the update to this replica: True if it is new, or its last claim ran out without being done.
 
         A chat's update is claimed holding the chat's lock, which the replica handling it would hold: a claim of
         it made before this process started is taken over at once, as its process is gone (after a crash, long
         polling delivers the update again as soon as the bot is back, well inside the lease).
         """
-        now = self._clock()
-        gone = max(now, self._started + self._lease) if chat_id is not None else now
-        return await self._run_on(held, lambda c: _claim(c, update_id, chat_id, now, now + self._lease, gone))
+        return await self._claim(update_id, chat_id, self._lease_times(chat_id))
+
+    async def _claim(self, update_id: int, chat_id: int | None, lease: _Lease) -> bool:
+        return await self._run(lambda connection: _claim(connection, update_id, chat_id, *lease))
 
     async def done(self, update_id: int) -> bool:
         """Whether the update has been handled, here or on another replica."""
@@ -135,67 +147,44 @@ class UpdateLedger(SqlStore):
         before = self._clock() - keep
         return await self._run(lambda connection: _prune(connection, before))
 
-    async def _run_on(self, held: AsyncConnection | None, work: Callable[[Connection], Result]) -> Result:
-        """Run one statement's work on the connection holding the chat's lock, else as a transaction of its own.
+    def _lease_times(self, chat_id: int | None) -> _Lease:
+        """Now, the end of a lease taken now, and before when an earlier lease counts as its handler's death."""
+        now = self._clock()
+        gone = max(now, self._started + self._lease) if chat_id is not None else now
+        return now, now + self._lease, gone
 
-        The lock's connection is in autocommit and already in hand: no pool checkout, no BEGIN and COMMIT, half
-        the round trips. If it has been lost, the statement runs on the stores' pool instead.
-        """
-        if held is not None and not held.invalidated:
-            try:
-                return await held.run_sync(work)
-            except DBAPIError as error:
-                if not error.connection_invalidated:
-                    raise
-        return await self._run(work)
-
-    async def _claim_or_handle(self, update_id: int, chat_id: int | None, held: AsyncConnection | None) -> bool:
+    async def _claim_or_handle(self, update_id: int, chat_id: int | None, lease: _Lease) -> bool:
         try:
-            return await self.claim(update_id, chat_id=chat_id, held=held)
+            return await self._claim(update_id, chat_id, lease)
         except Exception:
             # Without the ledger the update is still handled: an answer lost is worse than one perhaps applied
             # twice (and the conversation's last_update_id still drops a replayed answer).
             log.exception("update %d could not be claimed; handling it anyway", update_id)
             return True
 
-    async def _finish(self, update_id: int, held: AsyncConnection | None) -> None:
-        now = self._clock()
-        try:
-            await self._run_on(held, lambda connection: _finish(connection, update_id, now))
-        except Exception:
-            # Handled all the same; a redelivery after the lease would be handled again (at least once).
-            log.exception("update %d handled but not recorded as done", update_id)
+    async def _lock_and_claim(self, update_id: int, chat_id: int, lease: _Lease) -> _HeldChat | None:
+        """The chat's lock taken and the update claimed, in one statement; None: handle it without the lock.
 
-    @asynccontextmanager
-    async def _chat_lock(self, chat_id: int | None) -> AsyncIterator[AsyncConnection | None]:
-        """The connection holding the chat's lock, if one was taken (PostgreSQL)."""
-        if self._locks is None or chat_id is None:
-            yield None
-            return
-        connection = await self._lock(chat_lock_key(chat_id))
-        try:
-            yield connection
-        finally:
-            if connection is not None:
-                # Shielded: a cancelled update must still give its chat back before its connection.
-                await asyncio.shield(_unlock(connection, chat_lock_key(chat_id)))
-
-    async def _lock(self, key: int) -> AsyncConnection | None:
-        """A lock connection holding the chat's lock; None (handle unlocked) if the database cannot be reached."""
+        A pooled connection the server has dropped fails at once; the next is tried, up to the whole pool. The
+        claim is idempotent (a lease of exactly the same instant is this very claim), so one that reached the
+        database before its connection failed is claimed again on the next.
+        """
         assert self._locks is not None
-        # A connection the server dropped fails, and SQLAlchemy then discards the pool's older ones: one more try.
-        attempts = 2
-        for attempt in range(1, attempts + 1):
+        key = chat_lock_key(chat_id)
+        now, until, gone = lease
+        for attempt in range(1, LOCK_CONNECTIONS + 2):
             try:
                 connection = await self._locks.connect()
             except Exception:
                 log.exception("no connection for the chat's lock; handling the update without it")
                 return None
             try:
-                await connection.execute(_LOCK, {"space": CHAT_LOCKS, "key": key})
-            except DBAPIError as error:
+                driver = cast(_Asyncpg, (await connection.get_raw_connection()).driver_connection)
+                row = await driver.fetchval(_PG_LOCK_AND_CLAIM, update_id, chat_id, until, now, CHAT_LOCKS, key, gone)
+            except Exception:
                 await asyncio.shield(_discard(connection))
-                if error.connection_invalidated and attempt < attempts:
+                if attempt <= LOCK_CONNECTIONS:
+                    log.warning("the chat's lock connection failed; trying another", exc_info=attempt == 1)
                     continue
                 log.exception("the chat's lock was not taken; handling the update without it")
                 return None
@@ -203,23 +192,72 @@ class UpdateLedger(SqlStore):
                 # Cancelled while waiting: the lock may yet be granted on this connection; closing it releases it.
                 await asyncio.shield(_discard(connection))
                 raise
-            return connection
+            return _HeldChat(connection, driver, key, claimed=row is not None)
         raise AssertionError("unreachable: the loop returns")
 
+    async def _end(self, update_id: int, held: _HeldChat | None, *, finished: bool) -> None:
+        """Record the update done (finished) or give its claim up (cancelled), giving the chat's lock back too."""
+        now = self._clock()
+        if held is not None and await held.end(update_id, now, finished=finished):
+            return
+        # No lock, or its connection was lost mid-update: through the stores' pool.
+        work = _finish if finished else _release
+        try:
+            await self._run(lambda connection: work(connection, update_id, now))
+        except Exception:
+            if finished:
+                # Handled all the same; a redelivery after the lease would be handled again (at least once).
+                log.exception("update %d handled but not recorded as done", update_id)
+            else:
+                log.exception("update %d could not be given up; its lease will run out instead", update_id)
 
-_LOCK = text("SELECT pg_advisory_lock(:space, :key)")
-_UNLOCK = text("SELECT pg_advisory_unlock(:space, :key)")
+
+class _Asyncpg(Protocol):
+    """What the ledger uses of an asyncpg connection (asyncpg ships no types)."""
+
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
 
 
-async def _unlock(connection: AsyncConnection, key: int) -> None:
-    try:
-        await connection.execute(_UNLOCK, {"space": CHAT_LOCKS, "key": key})
-    except Exception:
-        # A connection that cannot unlock must not go back to the pool still holding the lock.
-        log.warning("the chat's lock was not released; its connection is discarded", exc_info=True)
-        await _discard(connection)
-        return
-    await connection.close()
+class _HeldChat:
+    """A lock connection holding a chat's advisory lock, and whether the update was claimed with it."""
+
+    def __init__(self, connection: AsyncConnection, driver: _Asyncpg, key: int, *, claimed: bool) -> None:
+        self.claimed = claimed
+        self._connection = connection
+        self._driver = driver
+        self._key = key
+        self._locked = True
+        self._broken = False
+
+    async def end(self, update_id: int, now: datetime, *, finished: bool) -> bool:
+        """Record the update done, or give its claim up, and unlock, in one statement; False if it failed."""
+        # A claim given up is a lease that ended a moment ago: the next claim takes the update over.
+        statement, instant = (
+            (_PG_FINISH_AND_UNLOCK, now) if finished else (_PG_RELEASE_AND_UNLOCK, now - timedelta(microseconds=1))
+        )
+        try:
+            await self._driver.fetchval(statement, update_id, instant, CHAT_LOCKS, self._key)
+        except Exception:
+            log.warning("the chat's lock connection failed; it is discarded", exc_info=True)
+            self._broken = True
+            return False
+        self._locked = False
+        return True
+
+    async def hand_back(self) -> None:
+        """Unlock the chat if still locked, and give the connection back (or discard it, if it failed)."""
+        if self._locked and not self._broken:
+            try:
+                await self._driver.fetchval(_PG_UNLOCK, CHAT_LOCKS, self._key)
+                self._locked = False
+            except Exception:
+                # A connection that cannot unlock must not go back to the pool still holding the lock.
+                log.warning("the chat's lock was not released; its connection is discarded", exc_info=True)
+                self._broken = True
+        if self._broken:
+            await _discard(self._connection)
+        else:
+            await self._connection.close()
 
 
 async def _discard(connection: AsyncConnection) -> None:
@@ -229,14 +267,50 @@ async def _discard(connection: AsyncConnection) -> None:
         await connection.close()
 
 
+# The chat's lock, then the claim: the lock is granted before the row is inserted, as the SELECT feeding the
+# INSERT produces its one row only then. A conflicting row (a duplicate) is taken over only while in hand under a
+# lease that ran out before $7 (its handler died), or under this very lease (this claim, made again after its
+# connection failed). The snapshot predates the wait, which does not matter: ON CONFLICT always reads the row's
+# newest version.
+_PG_LOCK_AND_CLAIM = """
+INSERT INTO telegram_updates AS ledger (update_id, chat_id, status, leased_until, received_at)
+SELECT $1::bigint, $2::bigint, 'handling', $3::timestamptz, $4::timestamptz
+FROM (SELECT pg_advisory_lock($5::int4, $6::int4)) AS chat_lock
+ON CONFLICT (update_id) DO UPDATE SET leased_until = excluded.leased_until
+WHERE ledger.status = 'handling'
+    AND (ledger.leased_until < $7::timestamptz OR ledger.leased_until = excluded.leased_until)
+RETURNING ledger.update_id
+"""
+# The chat is unlocked as the statement runs, before it commits: a duplicate claimed in that moment waits for
+# the row, then finds it done.
+_PG_FINISH_AND_UNLOCK = """
+WITH finished AS (
+    UPDATE telegram_updates SET status = 'done', done_at = $2::timestamptz, leased_until = NULL
+    WHERE update_id = $1::bigint
+)
+SELECT pg_advisory_unlock($3::int4, $4::int4)
+"""
+_PG_RELEASE_AND_UNLOCK = """
+WITH released AS (
+    UPDATE telegram_updates SET leased_until = $2::timestamptz WHERE update_id = $1::bigint AND status = 'handling'
+)
+SELECT pg_advisory_unlock($3::int4, $4::int4)
+"""
+_PG_UNLOCK = "SELECT pg_advisory_unlock($1::int4, $2::int4)"
+
+
 def _claim_statement(dialect: Any) -> Executable:
     columns = ("update_id", "chat_id", "leased_until", "received_at")
     statement = dialect.insert(UPDATES).values({**{c: bindparam(c) for c in columns}, "status": "handling"})
-    # Taken over only while in hand under a lease that ran out before `gone`: its handler died.
+    # As _PG_LOCK_AND_CLAIM: taken over only from a dead handler, or when this is the same claim made again.
     upsert: Executable = statement.on_conflict_do_update(
         index_elements=[UPDATES.c.update_id],
         set_={"leased_until": statement.excluded.leased_until},
-        where=(UPDATES.c.status == "handling") & (UPDATES.c.leased_until < bindparam("gone", type_=UTCDateTime())),
+        where=(UPDATES.c.status == "handling")
+        & (
+            (UPDATES.c.leased_until < bindparam("gone", type_=UTCDateTime()))
+            | (UPDATES.c.leased_until == statement.excluded.leased_until)
+        ),
     ).returning(UPDATES.c.update_id)
     return upsert
 

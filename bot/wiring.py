@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import database
+from bot import database, update_ledger
+from bot.blocked_store import SqlBlockedStore
 from bot.config import BusinessConfig
 from bot.journey import BookingJourney
 from bot.privacy import PrivacyService
 from bot.settings import Settings
 from bot.update_ledger import UpdateLedger
-from leads.blocked_store import SqlBlockedStore
 from leads.followup_store import SqlFollowUpStore
 from leads.followups import Delays
 from leads.handoff import HandoffRules, HandoffService, QualifiedHandoff
@@ -64,10 +64,6 @@ class Services:
     ledger: UpdateLedger
 
 
-LOCK_CONNECTIONS = 16
-"""Connections for chats' advisory locks on PostgreSQL: at least the updates handled at once (application.py)."""
-
-
 @asynccontextmanager
 async def open_services(
     settings: Settings, config: BusinessConfig, *, clock: Callable[[], datetime] = utc_now
@@ -75,7 +71,7 @@ async def open_services(
     """Connect to the database, bring its schema up to date, and build the services on it (tests pass a clock)."""
     engine = database.create_engine(settings.database_url)
     transactions = database.store_engine(engine)
-    locks = database.lock_engine(engine, connections=LOCK_CONNECTIONS)
+    locks = database.lock_engine(engine, connections=update_ledger.LOCK_CONNECTIONS)
     calendars = config.calendars
     limits = FetchLimits(
         connect_timeout=calendars.connect_timeout_seconds,

@@ -113,7 +113,7 @@ async def _pause(every: timedelta, *events: asyncio.Event | None) -> None:
 
 
 class BlockedUsers(Protocol):
-    """Who blocked the bot (leads/blocked_store.py): nothing is sent to them on the bot's own initiative."""
+    """Who blocked the bot (bot/blocked_store.py): nothing is sent to them on the bot's own initiative."""
 
     async def is_blocked(self, telegram_user_id: int) -> bool: ...
 

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from telegram.error import BadRequest, Forbidden, NetworkError, TimedOut
 from telegram.ext import ExtBot
 
+from bot import cli, update_ledger
 from bot.followups import FollowUpSender
 from bot.ratelimit import ChatWindows, Limit, SendLimits, SlidingWindow, backoff
 from bot.settings import Settings
@@ -334,8 +335,10 @@ async def test_a_prospect_who_blocked_the_bot_gets_no_follow_up_until_they_write
         clock.now += timedelta(hours=25)
         sent = await follow_ups.send_due()
         rows = await _rows(running)
+        blocked_before = await services.blocked.is_blocked(ada.chat_id)
         await ada.send_text("/help")
         await ada.next_message()
+        blocked_after = await services.blocked.is_blocked(ada.chat_id)
         cleared = await _blocked_at(running, ada.chat_id)
 
     assert marked == clock.now - timedelta(hours=25)
@@ -344,7 +347,31 @@ async def test_a_prospect_who_blocked_the_bot_gets_no_follow_up_until_they_write
         ("unfinished", "blocked", "not sent: the prospect blocked the bot")
     ]
     assert len(ada.messages()) == seen + 1
+    assert blocked_before
+    assert not blocked_after
     assert cleared is None
+
+
+async def test_writing_again_lifts_a_block_even_once_the_ledger_has_forgotten_the_message(
+    fake: FakeTelegram, database_url: str, clock: FixedClock
+) -> None:
+    """The unblocking message is pruned from the update ledger days later; the prospect stays unblocked."""
+    ada = fake.user(6603, first_name="Ada")
+    async with running_bot(fake, database_url, clock=clock) as running:
+        await _stop_after_first_question(ada)
+        await _blocks_the_bot(fake, running, ada)
+        clock.now += timedelta(minutes=5)
+        await ada.send_text("/help")
+        await ada.next_message()
+
+        clock.now += update_ledger.KEEP + timedelta(days=1)
+        forgotten = await cli.forget_old_updates(running.services)
+        blocked = await running.services.blocked.is_blocked(ada.chat_id)
+        mark = await _blocked_at(running, ada.chat_id)
+
+    assert forgotten >= 1
+    assert not blocked
+    assert mark is None
 
 
 async def test_a_prospect_who_blocked_the_bot_gets_no_reminder_of_their_consultation(

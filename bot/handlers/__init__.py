@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 from telegram import Update
-from telegram.constants import ChatType
 from telegram.error import Forbidden, TelegramError
 from telegram.ext import (
     Application,
@@ -14,7 +13,6 @@ from telegram.ext import (
     CommandHandler,
     ContextTypes,
     MessageHandler,
-    TypeHandler,
     filters,
 )
 
@@ -33,12 +31,6 @@ from bot.handlers.staff import StaffHandlers, register_staff
 log = logging.getLogger(__name__)
 
 
-class BlockMarks(Protocol):
-    """Where the bot records who blocked it (leads/blocked_store.py)."""
-
-    async def clear_blocked(self, telegram_user_id: int) -> None: ...
-
-
 def register(
     application: Application[Any, Any, Any, Any, Any, Any],
     qualification: QualificationHandlers,
@@ -49,14 +41,10 @@ def register(
     staff: StaffHandlers | None = None,
     sales_chat_id: int | None = None,
     followups: FollowUpHandlers | None = None,
-    blocked: BlockMarks | None = None,
 ) -> None:
     """Route prospects' private messages, and prospects' and sales staff's button presses, to the handlers."""
     private = filters.ChatType.PRIVATE
     new_message = filters.UpdateType.MESSAGE & private
-    if blocked is not None:
-        # Group -1 runs before every other handler and does not stop them.
-        application.add_handler(TypeHandler(Update, Unblocking(blocked).on_any_update), group=-1)
     if staff is not None:
         # First: a staff member's /leads must not reach the prospect handlers' unknown-command reply.
         register_staff(application, staff, sales_chat_id=sales_chat_id)
@@ -82,19 +70,6 @@ def register(
     application.add_handler(MessageHandler(new_message & filters.COMMAND, qualification.on_unknown_command))
     application.add_handler(MessageHandler(new_message, qualification.on_other))
     application.add_error_handler(on_error)
-
-
-class Unblocking:
-    """Forgets that a user blocked the bot as soon as they write to it or press one of its buttons."""
-
-    def __init__(self, blocked: BlockMarks) -> None:
-        self._blocked = blocked
-
-    async def on_any_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """A private chat's update means its user unblocked the bot, if they had blocked it."""
-        chat, user = update.effective_chat, update.effective_user
-        if chat is not None and user is not None and chat.type == ChatType.PRIVATE:
-            await self._blocked.clear_blocked(user.id)
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
