@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ from bot import database
 from bot.config import BUNDLED_EXAMPLE
 from scheduling.records import FeedState
 from scheduling.repository import SqlAvailabilityStore
-from tests.calendar_servers import WEEK_ICS, FeedServer
+from tests.calendar_servers import FeedServer
 from tests.fake_telegram import FakeTelegram
 from tests.harness import BotProcess
 from tests.test_console import _consultbot
@@ -123,12 +123,29 @@ def test_a_working_hours_typo_stops_start_up_naming_the_expert_and_day(tmp_path:
     assert "Traceback" not in result.stderr
 
 
+def _busy_in_the_coming_days() -> str:
+    """A feed with a meeting tomorrow and the day after: inside the horizon of a bot running on today's clock."""
+    today = datetime.now(UTC).date()
+    events = "".join(
+        "BEGIN:VEVENT\r\n"
+        f"UID:meeting-{day:%Y%m%d}@example.com\r\n"
+        f"DTSTAMP:{today:%Y%m%d}T000000Z\r\n"
+        f"DTSTART:{day:%Y%m%d}T090000Z\r\n"
+        f"DTEND:{day:%Y%m%d}T100000Z\r\n"
+        "SUMMARY:Client meeting\r\n"
+        "END:VEVENT\r\n"
+        for day in (today + timedelta(days=1), today + timedelta(days=2))
+    )
+    return f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//consultbot tests//EN\r\n{events}END:VCALENDAR\r\n"
+
+
 async def test_the_running_bot_reads_the_experts_calendars_on_start(
     fake: FakeTelegram, database_url: str, tmp_path: Path
 ) -> None:
     """`consultbot run` syncs every feed as it starts serving, and stores what it read."""
+    # `consultbot run` reads the wall clock: a feed of fixed dates would fall out of its horizon as time passes.
     async with FeedServer() as server:
-        url = server.publish("amelia.ics", WEEK_ICS)
+        url = server.publish("amelia.ics", _busy_in_the_coming_days())
         config = _config_with(tmp_path, f'"{CALENDARS}/amelia.ics"', f'"{url}"')
         bot = BotProcess(fake, database_url, CONSULTBOT_CONFIG=str(config))
         await bot.start()
