@@ -18,6 +18,7 @@ from bot.handlers.sales import SalesHandlers
 from bot.handlers.staff import StaffHandlers
 from bot.metrics import CountingLimiter, Metrics, ObservedUpdateProcessor
 from bot.settings import Settings
+from bot.telegram_http import AiohttpRequest
 from bot.telegram_io import PerChatUpdateProcessor, TelegramLimiter
 from bot.wiring import Services
 
@@ -52,18 +53,17 @@ def build_application(settings: Settings, services: Services, *, metrics: Metric
         .base_file_url(settings.bot_api_file_url)
         .defaults(Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True)))
         .rate_limiter(CountingLimiter(TelegramLimiter(limits=settings.send_limits, on_blocked=on_blocked), metrics))
-        # A few updates at a time overlap database and HTTP waits; many more only add idle
-        # connections, which httpcore scans on every request (encode/httpcore#1035). An update
-        # makes at most two Bot API calls at once, hence two connections per update in hand.
+        # A few updates at a time overlap database and HTTP waits; many more only add work in flight.
         # The ledger: each update once across replicas, and one chat's updates one at a time across them too.
         .concurrent_updates(
             ObservedUpdateProcessor(PerChatUpdateProcessor(CONCURRENT_UPDATES, gate=services.ledger), metrics)
         )
-        .connection_pool_size(CONCURRENT_UPDATES * 2)
-        .pool_timeout(10)
+        # aiohttp carries the Bot API calls (bot/telegram_http.py says why). An update makes at most two calls
+        # at once, hence two connections per update in hand.
+        .request(AiohttpRequest(connection_pool_size=CONCURRENT_UPDATES * 2, pool_timeout=10))
         # On stop, PTB confirms the last updates with one more getUpdates while the cancelled long poll may still
         # hold its connection; with a single connection that call timed out and the updates came again later.
-        .get_updates_connection_pool_size(2)
+        .get_updates_request(AiohttpRequest(connection_pool_size=2))
         .post_init(_set_commands)
         .build()
     )

@@ -30,6 +30,7 @@ from telegram.ext import BaseRateLimiter, BaseUpdateProcessor
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.ratelimit import ChatWindows, SendLimits, SlidingWindow, backoff
+from bot.telegram_http import NEVER_SENT
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,10 @@ def surely_not_sent(error: NetworkError) -> bool:
     if cause is None:
         # PTB raises a 5xx answer as a plain NetworkError; a failure in the HTTP library always has a cause.
         return not isinstance(error, TimedOut)
-    # By name: httpx is python-telegram-bot's dependency, not this project's.
+    if isinstance(cause, NEVER_SENT):
+        # The bot's own transport (bot/telegram_http.py): no connection was made, or none was free in time.
+        return True
+    # PTB's default transport, httpx, by name: it is python-telegram-bot's dependency, not this project's.
     return type(cause).__name__ in {"ConnectError", "ConnectTimeout", "PoolTimeout"}
 
 

@@ -15,6 +15,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Conflict, Forbidden, RetryAfter
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
 
+from bot.telegram_http import AiohttpRequest
 from tests.fake_telegram import FakeTelegram, FakeUser, UploadedFile, parse_telegram_html
 
 
@@ -25,10 +26,15 @@ async def fake() -> AsyncIterator[FakeTelegram]:
         yield server
 
 
-@pytest.fixture
-async def bot(fake: FakeTelegram) -> AsyncIterator[Bot]:
-    """A real PTB Bot pointed at the fake."""
-    async with Bot(fake.token, base_url=f"{fake.url}/bot") as client:
+@pytest.fixture(params=["httpx", "aiohttp"])
+async def bot(fake: FakeTelegram, request: pytest.FixtureRequest) -> AsyncIterator[Bot]:
+    """A real PTB Bot pointed at the fake, on PTB's default transport and on the one consultbot runs on.
+
+    The fake must answer both alike, and consultbot's transport (bot/telegram_http.py) must give PTB's errors,
+    uploads and long polls exactly as PTB's own does: every test here runs on each.
+    """
+    transport = None if request.param == "httpx" else AiohttpRequest(connection_pool_size=8)
+    async with Bot(fake.token, base_url=f"{fake.url}/bot", request=transport) as client:
         yield client
 
 

@@ -9,8 +9,10 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
+from aiohttp.client_reqrep import ConnectionKey
 from sqlalchemy import select
 from telegram.error import BadRequest, Forbidden, NetworkError, TimedOut
 from telegram.ext import ExtBot
@@ -19,6 +21,7 @@ from bot import cli, update_ledger
 from bot.followups import FollowUpSender
 from bot.ratelimit import ChatWindows, Limit, SendLimits, SlidingWindow, backoff
 from bot.settings import Settings
+from bot.telegram_http import POOL_TIMEOUT, AiohttpRequest
 from bot.telegram_io import JSONResult, TelegramLimiter, is_sending, surely_not_sent
 from bot.workers import ReminderSender
 from leads.repository import PROSPECTS
@@ -136,19 +139,34 @@ def _failure(error: NetworkError, cause: BaseException | None) -> NetworkError:
     return error
 
 
+_KEY = ConnectionKey("telegram.invalid", 443, True, True, None, None, None)
+"""Where aiohttp says it failed to connect to."""
+
+
 def test_only_failures_before_the_request_reached_telegram_are_surely_not_sent() -> None:
-    """5xx and connections never made cannot have delivered; a lost connection or a read timeout may have."""
+    """5xx and connections never made cannot have delivered; a lost connection or a read timeout may have.
+
+    Both for PTB's default transport (httpx) and for the bot's own (aiohttp, bot/telegram_http.py).
+    """
     request = httpx.Request("POST", "http://telegram.invalid/sendMessage")
     surely = [
         _failure(NetworkError("Bad Gateway"), None),
         _failure(NetworkError("httpx.ConnectError: refused"), httpx.ConnectError("refused", request=request)),
         _failure(TimedOut(), httpx.ConnectTimeout("slow", request=request)),
         _failure(TimedOut("Pool timeout: All connections in the connection pool are occupied."), None),
+        _failure(TimedOut(POOL_TIMEOUT), TimeoutError()),
+        _failure(
+            NetworkError("aiohttp.ClientConnectorError"), aiohttp.ClientConnectorError(_KEY, OSError(111, "refused"))
+        ),
+        _failure(TimedOut(), aiohttp.ConnectionTimeoutError("slow")),
     ]
     maybe = [
         _failure(TimedOut(), httpx.ReadTimeout("slow", request=request)),
         _failure(NetworkError("httpx.RemoteProtocolError: gone"), httpx.RemoteProtocolError("gone")),
         _failure(TimedOut(), None),
+        _failure(TimedOut(), aiohttp.SocketTimeoutError("slow")),
+        _failure(NetworkError("aiohttp.ServerDisconnectedError"), aiohttp.ServerDisconnectedError()),
+        _failure(TimedOut(), TimeoutError()),
     ]
 
     assert [surely_not_sent(error) for error in surely] == [True] * len(surely)
@@ -185,11 +203,14 @@ async def test_a_message_whose_answer_timed_out_is_sent_once_more_only_and_an_ed
 
 @asynccontextmanager
 async def limited_bot(fake: FakeTelegram, limiter: TelegramLimiter) -> AsyncIterator[ExtBot[None]]:
-    """A python-telegram-bot ExtBot with `limiter`, talking to the fake Bot API."""
+    """A python-telegram-bot ExtBot with `limiter`, talking to the fake Bot API over the bot's own transport."""
     # As bot/application.py does: RetryAfter in the form PTB's next major version makes the only one.
     os.environ.setdefault("PTB_TIMEDELTA", "true")
     settings = Settings(telegram_bot_token=fake.token, telegram_base_url=fake.url)
-    async with ExtBot(token=fake.token, base_url=settings.bot_api_base_url, rate_limiter=limiter) as bot:
+    transport = AiohttpRequest(connection_pool_size=16)
+    async with ExtBot(
+        token=fake.token, base_url=settings.bot_api_base_url, rate_limiter=limiter, request=transport
+    ) as bot:
         yield bot
 
 
