@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.engine import make_url
 from telegram import Update
 
@@ -19,7 +19,7 @@ from bot import database
 from bot.application import BotApplication, build_application
 from bot.config import BUNDLED_EXAMPLE, load_config
 from bot.settings import Settings
-from bot.update_ledger import UpdateLedger
+from bot.update_ledger import UPDATES, UpdateLedger
 from bot.wiring import Services, open_services
 from leads.repository import LEADS
 from scheduling.feeds import DEFAULT_LIMITS, FetchResult, Validators, feed_session, fetch_feed
@@ -224,6 +224,51 @@ async def test_an_update_claimed_before_a_restart_is_handled_by_the_restarted_bo
         question = await ada.next_message()
 
     assert "Which processes" in question.text
+
+
+async def test_a_press_shown_before_its_replica_died_is_not_shown_twice_when_redelivered(
+    dispatching: DispatchingTelegram, database_url: str
+) -> None:
+    """Killed after its edit reached Telegram but before recording the press done: the redelivery sends no copy."""
+    ada = dispatching.user(7360, first_name="Ada")
+    async with replicas(dispatching, database_url, 1) as (bot,):
+        await ada.send_text("/start")
+        await ada.next_message()
+        services = await ada.next_message()
+        await ada.press(services, services.button("Data processing"))
+        await ada.next_edit(services)
+        done = await ada.press(services, services.button("Done"))
+        size = await ada.next_screen()
+        shown = len(ada.messages())
+        edits = len(dispatching.calls_of("editMessageText"))
+        await _as_if_its_handler_died(bot.services, done["update_id"])
+
+        bot.application.update_queue.put_nowait(Update.de_json(done, bot.application.bot))
+        await _until(lambda: len(dispatching.calls_of("editMessageText")) > edits)
+        await _nothing_more(ada)
+
+    assert "How many employees" in size.text
+    assert len(ada.messages()) == shown
+    assert ada.messages()[-1].text == size.text
+    # Handled again, not dropped: it showed the screen again, which Telegram found already there.
+    assert "message is not modified" in (dispatching.calls_of("editMessageText")[-1].error or "")
+
+
+async def _as_if_its_handler_died(services: Services, update_id: int) -> None:
+    """The ledger as a replica killed mid-update leaves it: claimed under a lease that has run out, not done."""
+    lapsed = datetime.now(UTC) - timedelta(minutes=1)
+    async with services.engine.begin() as connection:
+        await connection.execute(
+            update(UPDATES)
+            .where(UPDATES.c.update_id == update_id)
+            .values(status="handling", done_at=None, leased_until=lapsed)
+        )
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - the fake records calls; nothing to wait on
+            await asyncio.sleep(0.01)
 
 
 async def test_old_updates_are_forgotten(dispatching: DispatchingTelegram, database_url: str) -> None:

@@ -248,6 +248,10 @@ async def show_in_place(chat: Chat, message: Message | None, shown: render.Messa
         try:
             await message.edit_text(shown.html, reply_markup=shown.keyboard)
         except BadRequest as error:
+            if "not modified" in error.message.lower():
+                # The message already shows exactly this (a press redelivered after a crash, whose edit had
+                # arrived): a copy of it would be a duplicate.
+                return
             # Telegram refuses edits of some messages ("message can't be edited"); the prospect must
             # still get the next question.
             log.debug("edit refused by Telegram, sending a new message: %s", error)
