@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from bot import database
 from leads.tables import ConversationRow, LeadRow
-from tests.fake_telegram import FakeTelegram, FakeUser
+from tests.fake_telegram import ApiCall, FakeTelegram, FakeUser
 from tests.harness import BotProcess
 
 STARTUP = 30.0
@@ -27,6 +27,17 @@ async def _first_answers(ada: FakeUser) -> None:
     await ada.press(size, size.button("1,000–4,999"))
     team = await ada.next_screen()
     assert "how many full-time people" in team.text
+
+
+def _redone_after_a_kill(call: ApiCall, how: signal.Signals) -> bool:
+    """Telegram refusing a no-op of the press a killed bot had in hand, which the new bot handles again.
+
+    Killed between showing the next question and recording the press done, the bot gets the press once more
+    from Telegram: its button was answered already ("query is too old") and its screen is shown already ("not
+    modified"). A graceful stop finishes the press first, so then nothing at all may be refused.
+    """
+    redone = ("query is too old", "message is not modified")
+    return how == signal.SIGKILL and any(reason in (call.error or "") for reason in redone)
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
@@ -59,7 +70,7 @@ async def test_a_stopped_bot_continues_the_conversation_at_the_same_question(
     assert "monthly budget" in budget.text
     assert "Welcome back" in resumed.text
     assert "monthly budget" in current.text
-    assert fake.rejected() == []
+    assert [call for call in fake.rejected() if not _redone_after_a_kill(call, how)] == []
     engine = database.create_engine(database_url)
     async with database.session_factory(engine)() as session:
         leads = list((await session.execute(select(LeadRow))).scalars())
