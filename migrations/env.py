@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlmodel import SQLModel
 
 import bot.tables  # noqa: F401  (registers the tables on the metadata)
@@ -15,7 +15,16 @@ import scheduling.tables  # noqa: F401
 target_metadata = SQLModel.metadata
 
 
+MIGRATION_LOCK = 0x43420002
+"""The advisory lock migrations hold on PostgreSQL ("CB", 2; key 0), apart from the chats' (bot/update_ledger.py)."""
+
+
 def _run(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Replicas starting at once each bring the schema up to date: one migrates while the others wait here,
+        # then find it current. Held to the end of the transaction, which holds every migration (PostgreSQL's
+        # DDL is transactional). SQLite needs nothing: its BEGIN IMMEDIATE (bot/database.py) queues writers.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:space, 0)"), {"space": MIGRATION_LOCK})
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

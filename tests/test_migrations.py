@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
@@ -13,6 +16,7 @@ from sqlmodel import SQLModel
 import bot.tables  # noqa: F401  (the models whose tables the migrations must create)
 import leads.tables  # noqa: F401
 from bot import database
+from tests.harness import CONSULTBOT
 
 
 async def test_upgrade_head_on_an_empty_database_creates_every_table(database_url: str) -> None:
@@ -45,3 +49,28 @@ async def test_upgrading_an_up_to_date_database_changes_nothing(engine: AsyncEng
     await database.upgrade(engine)
 
     assert await database.pending_migrations(engine) == []
+
+
+async def test_replicas_starting_at_once_on_an_empty_database_each_find_it_up_to_date(database_url: str) -> None:
+    """Three processes migrating one empty database at the same moment: one migrates, the others wait for it and
+    find nothing left to do; none fails on a table another is creating."""
+    processes = [
+        await asyncio.create_subprocess_exec(
+            CONSULTBOT, "db", "upgrade", env={**os.environ, "DATABASE_URL": database_url}, stderr=subprocess.PIPE
+        )
+        for _ in range(3)
+    ]
+    outcomes = [(await process.wait(), (await _stderr(process)).strip()) for process in processes]
+    engine = database.create_engine(database_url)
+    try:
+        pending = await database.pending_migrations(engine)
+    finally:
+        await engine.dispose()
+
+    assert [outcome for outcome in outcomes if outcome[0] != 0] == []
+    assert pending == []
+
+
+async def _stderr(process: asyncio.subprocess.Process) -> str:
+    assert process.stderr is not None
+    return (await process.stderr.read()).decode(errors="replace")
