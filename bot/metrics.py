@@ -27,6 +27,7 @@ from sqlalchemy import text
 from telegram import Update
 from telegram.error import (
     BadRequest,
+    ChatMigrated,
     Conflict,
     EndPointNotFound,
     Forbidden,
@@ -54,6 +55,7 @@ _ERROR_CODES: tuple[tuple[type[TelegramError], str], ...] = (
     (EndPointNotFound, "404"),
     (Conflict, "409"),
     (BadRequest, "400"),
+    (ChatMigrated, "400"),
     (TimedOut, "timeout"),
     (NetworkError, "network"),
 )

@@ -8,7 +8,6 @@ import logging
 import random
 import time
 import warnings
-from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
@@ -17,13 +16,9 @@ from typing import Any, Protocol
 from telegram import Update
 from telegram.error import (
     BadRequest,
-    ChatMigrated,
-    Conflict,
     Forbidden,
-    InvalidToken,
     NetworkError,
     RetryAfter,
-    TelegramError,
     TimedOut,
 )
 from telegram.ext import BaseRateLimiter, BaseUpdateProcessor
@@ -61,19 +56,6 @@ def is_sending(endpoint: str) -> bool:
 def is_new_message(endpoint: str) -> bool:
     """Whether a method adds a message to a chat, which sending twice would show twice (an edit made twice is one)."""
     return endpoint.startswith(("send", "copy", "forward")) and endpoint not in NOT_SENDING
-
-
-def error_label(error: TelegramError) -> str:
-    """The HTTP status an error of PTB's stands for ("timeout", or "network" for 5xx and lost connections)."""
-    # PTB raises NetworkError alike for a 5xx answer and for a connection that failed, without the status.
-    for kind, label in ((RetryAfter, "429"), (Forbidden, "403"), (InvalidToken, "401"), (Conflict, "409")):
-        if isinstance(error, kind):
-            return label
-    if isinstance(error, BadRequest | ChatMigrated):
-        return "400"
-    if isinstance(error, TimedOut):
-        return "timeout"
-    return "network" if isinstance(error, NetworkError) else "other"
 
 
 def surely_not_sent(error: NetworkError) -> bool:
@@ -117,7 +99,7 @@ class TelegramLimiter(BaseRateLimiter[None]):
     - Only requests to a chat are retried on errors: a long poll, getMe or setWebhook has its own caller's
       retry policy (PTB's updater, the start-up), which back-off here would only slow down.
 
-    `errors` counts failed answers by status (see `error_label`), for metrics.
+    Failed attempts are counted for /metrics by the CountingLimiter around this one (bot/metrics.py).
     """
 
     def __init__(
@@ -131,7 +113,6 @@ class TelegramLimiter(BaseRateLimiter[None]):
         jitter: Callable[[], float] = lambda: random.uniform(-1, 1),
     ) -> None:
         self.limits = limits or SendLimits()
-        self.errors: Counter[str] = Counter()
         self._on_blocked = on_blocked
         self._max_flood_wait = max_flood_wait
         self._max_attempts = max_attempts
@@ -191,7 +172,6 @@ class TelegramLimiter(BaseRateLimiter[None]):
             try:
                 return await call()
             except RetryAfter as error:
-                self.errors["429"] += 1
                 wait = retry_after_seconds(error)
                 flood_waited += wait
                 if flood_waited > self._max_flood_wait:
@@ -201,17 +181,14 @@ class TelegramLimiter(BaseRateLimiter[None]):
                 log.warning("telegram flood control on %s to %s: waiting %.1f s", endpoint, chat_id, wait)
                 await asyncio.sleep(wait)
             except Forbidden as error:
-                self.errors["403"] += 1
                 if isinstance(chat_id, int) and chat_id > 0 and self._on_blocked is not None:
                     await self._report_blocked(chat_id, error)
                 raise
             except BadRequest:
                 # PTB's BadRequest is a NetworkError too; but a 400 says the request is wrong: again is wrong again.
-                self.errors["400"] += 1
                 raise
             except NetworkError as error:
                 # A 5xx, a connection that failed, or a timeout (TimedOut is a NetworkError).
-                self.errors[error_label(error)] += 1
                 failures += 1
                 if is_new_message(endpoint) and not surely_not_sent(error):
                     maybe_delivered += 1
@@ -220,9 +197,6 @@ class TelegramLimiter(BaseRateLimiter[None]):
                 delay = backoff(failures, first=0.5, longest=8.0, jitter=self._jitter())
                 log.warning("telegram %s to %s failed (try %d): %s", endpoint, chat_id, failures, error)
                 await asyncio.sleep(delay)
-            except TelegramError as error:
-                self.errors[error_label(error)] += 1
-                raise
 
     async def _wait_for_place(self, chat_id: int | str | None, *, paced: bool) -> None:
         if chat_id is not None:

@@ -19,6 +19,7 @@ from telegram.ext import ExtBot
 
 from bot import cli, update_ledger
 from bot.followups import FollowUpSender
+from bot.metrics import CountingLimiter, Metrics
 from bot.ratelimit import ChatWindows, Limit, SendLimits, SlidingWindow, backoff
 from bot.settings import Settings
 from bot.telegram_http import POOL_TIMEOUT, AiohttpRequest
@@ -175,7 +176,8 @@ def test_only_failures_before_the_request_reached_telegram_are_surely_not_sent()
 
 async def test_a_message_whose_answer_timed_out_is_sent_once_more_only_and_an_edit_until_it_works() -> None:
     """A read timeout may have delivered the message: one more try. An edit, idempotent, is tried up to five times."""
-    limiter = TelegramLimiter(jitter=lambda: -1.0)
+    metrics = Metrics()
+    limiter = CountingLimiter(TelegramLimiter(jitter=lambda: -1.0), metrics)
     tries = {"sendMessage": 0, "editMessageText": 0}
 
     def flaky(endpoint: str, failures: int) -> Callable[[], Coroutine[Any, Any, JSONResult]]:
@@ -195,21 +197,37 @@ async def test_a_message_whose_answer_timed_out_is_sent_once_more_only_and_an_ed
 
     assert tries == {"sendMessage": 2, "editMessageText": 4}
     assert edited is True
-    assert limiter.errors == {"timeout": 5}
+    assert _errors(metrics) == {("timeout", "sendMessage"): 2, ("timeout", "editMessageText"): 3}
 
 
 # The limiter on a bot talking to the fake Bot API.
 
 
+def _errors(metrics: Metrics) -> dict[tuple[str, str], float]:
+    """The failed Bot API calls /metrics reports, by (code, method)."""
+    return {
+        (sample.labels["code"], sample.labels["method"]): sample.value
+        for family in metrics.telegram_errors.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+
+
 @asynccontextmanager
-async def limited_bot(fake: FakeTelegram, limiter: TelegramLimiter) -> AsyncIterator[ExtBot[None]]:
-    """A python-telegram-bot ExtBot with `limiter`, talking to the fake Bot API over the bot's own transport."""
+async def limited_bot(
+    fake: FakeTelegram, limiter: TelegramLimiter, metrics: Metrics | None = None
+) -> AsyncIterator[ExtBot[None]]:
+    """A python-telegram-bot ExtBot with `limiter` (counted, as in production), talking to the fake Bot API over
+    the bot's own transport."""
     # As bot/application.py does: RetryAfter in the form PTB's next major version makes the only one.
     os.environ.setdefault("PTB_TIMEDELTA", "true")
     settings = Settings(telegram_bot_token=fake.token, telegram_base_url=fake.url)
     transport = AiohttpRequest(connection_pool_size=16)
     async with ExtBot(
-        token=fake.token, base_url=settings.bot_api_base_url, rate_limiter=limiter, request=transport
+        token=fake.token,
+        base_url=settings.bot_api_base_url,
+        rate_limiter=CountingLimiter(limiter, metrics or Metrics()),
+        request=transport,
     ) as bot:
         yield bot
 
@@ -236,12 +254,13 @@ async def test_a_bot_that_sends_too_fast_for_the_fake_waits_out_its_429s_and_los
     ada = fake.user(4242)
     fake.enforce_rate_limits(private=(3, 1.0))
     limiter = TelegramLimiter(limits=SendLimits(private=Limit(1000, 1.0)))
+    metrics = Metrics()
 
-    async with limited_bot(fake, limiter) as bot:
+    async with limited_bot(fake, limiter, metrics) as bot:
         await asyncio.gather(*(bot.send_message(ada.chat_id, f"line {n}") for n in range(5)))
 
     assert [message.text for message in ada.messages()] == [f"line {n}" for n in range(5)]
-    assert limiter.errors["429"] >= 1
+    assert _errors(metrics)[("429", "sendMessage")] == len(fake.rejected()) >= 1
 
 
 async def test_502_and_500_answers_are_retried_until_the_message_goes_through(fake: FakeTelegram) -> None:
@@ -249,30 +268,32 @@ async def test_502_and_500_answers_are_retried_until_the_message_goes_through(fa
     ada = fake.user(4242)
     fake.fail_next("sendMessage", times=2, status=502)
     limiter = TelegramLimiter(jitter=lambda: -1.0)
+    metrics = Metrics()
 
-    async with limited_bot(fake, limiter) as bot:
+    async with limited_bot(fake, limiter, metrics) as bot:
         await bot.send_message(ada.chat_id, "hello")
         fake.fail_next("editMessageText", times=1, status=500)
         await bot.edit_message_text("hello again", chat_id=ada.chat_id, message_id=ada.messages()[0].message_id)
 
     assert [(m.text, m.edits) for m in ada.messages()] == [("hello again", 1)]
     assert [call.status for call in fake.calls_of("sendMessage")] == [502, 502, 200]
-    assert limiter.errors == {"network": 3}
+    assert _errors(metrics) == {("network", "sendMessage"): 2, ("network", "editMessageText"): 1}
 
 
 async def test_a_400_is_not_retried(fake: FakeTelegram) -> None:
     """An edit Telegram refuses is refused again: one try, BadRequest to the caller, which has its own fallback."""
     ada = fake.user(4242)
     limiter = TelegramLimiter()
+    metrics = Metrics()
 
-    async with limited_bot(fake, limiter) as bot:
+    async with limited_bot(fake, limiter, metrics) as bot:
         sent = await bot.send_message(ada.chat_id, "hello")
         fake.refuse_edits(ada.messages()[0])
         with pytest.raises(BadRequest):
             await bot.edit_message_text("hello again", chat_id=ada.chat_id, message_id=sent.message_id)
 
     assert len(fake.calls_of("editMessageText")) == 1
-    assert limiter.errors == {"400": 1}
+    assert _errors(metrics) == {("400", "editMessageText"): 1}
 
 
 async def test_a_403_is_not_retried_and_reports_the_private_chat_as_blocked(fake: FakeTelegram) -> None:
