@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy import Connection
 
 from bot.workers import keep_doing
-from leads.handoff import BookingNews, Consultation, HandoffService
+from leads.handoff import BookingNews, HandoffService
 from leads.model import LeadId
+from leads.pipeline import Consultation
 from scheduling.booking_repository import AlreadyRelayed, mark_event_relayed
 from scheduling.ports import BookingEvent, BookingStore
 

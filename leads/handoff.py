@@ -13,7 +13,17 @@ from typing import Any, Literal, Protocol
 
 from leads.model import LeadId, Questionnaire
 from leads.outbox import OutboxMessage
-from leads.pipeline import Action, Pipeline, PipelineStatus, Refused, RoutingMode, StaffMember, act, route
+from leads.pipeline import (
+    Action,
+    Consultation,
+    Pipeline,
+    PipelineStatus,
+    Refused,
+    RoutingMode,
+    StaffMember,
+    act,
+    route,
+)
 from leads.ports import LeadTransaction
 from leads.records import Lead, LeadEvent, Prospect
 from leads.service import Clock, LeadSummary, summarise
@@ -34,17 +44,6 @@ class HandoffRules:
     """A sales chat is configured: qualified leads get a card there."""
     webhooks: bool = False
     """A CRM webhook URL is configured: events are queued for it."""
-
-
-@dataclass(frozen=True)
-class Consultation:
-    """The lead's latest consultation, as the booking events told it."""
-
-    uid: str
-    expert_key: str
-    starts_at: datetime
-    ends_at: datetime
-    status: Literal["confirmed", "cancelled"]
 
 
 @dataclass(frozen=True)

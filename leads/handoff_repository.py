@@ -13,10 +13,10 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, RowMapping, insert, select, update
 
-from leads.handoff import BookingNews, Consultation, Handoff
+from leads.handoff import BookingNews, Handoff
 from leads.model import LeadId
 from leads.outbox import OutboxMessage, enqueue
-from leads.pipeline import Pipeline, PipelineStatus, Refused
+from leads.pipeline import Consultation, Pipeline, PipelineStatus, Refused
 from leads.records import Lead, Prospect
 from leads.repository import LEAD_EVENTS, LEADS, PROSPECTS, lead_record, prospect_record
 from leads.sql_store import SqlStore

@@ -51,6 +51,17 @@ class Pipeline:
 
 
 @dataclass(frozen=True)
+class Consultation:
+    """A lead's latest consultation, as the booking events told sales of it (the card, reports, exports)."""
+
+    uid: str
+    expert_key: str
+    starts_at: datetime
+    ends_at: datetime
+    status: Literal["confirmed", "cancelled"]
+
+
+@dataclass(frozen=True)
 class Refused:
     """Why an action changed nothing."""
 

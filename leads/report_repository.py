@@ -17,7 +17,7 @@ from leads.handoff_repository import handoff_record
 from leads.model import LeadId
 from leads.pipeline import PipelineStatus
 from leads.records import LeadEvent
-from leads.reports import Consultation, Funnel, LeadHistory, LeadRecord, Week
+from leads.reports import Funnel, LeadHistory, LeadRecord, Week
 from leads.repository import CONVERSATIONS, LEAD_EVENTS, LEADS, PROSPECTS, lead_record, prospect_record
 from leads.sql_store import SqlStore
 
@@ -85,13 +85,7 @@ def _record(row: RowMapping) -> LeadRecord:
     columns = {column.name: row[f"p__{column.name}"] for column in PROSPECTS.c}
     prospect = prospect_record(cast(RowMapping, columns))
     handoff = handoff_record(row)
-    booked = handoff.consultation
-    consultation = None
-    if booked is not None:
-        consultation = Consultation(
-            expert_key=booked.expert_key, starts_at=booked.starts_at, ends_at=booked.ends_at, status=booked.status
-        )
-    return LeadRecord(lead_record(row), prospect, handoff.pipeline, consultation)
+    return LeadRecord(lead_record(row), prospect, handoff.pipeline, handoff.consultation)
 
 
 def _history(connection: Connection, lead_id: LeadId) -> LeadHistory | None:

@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from leads.model import Questionnaire
-from leads.pipeline import Pipeline
+from leads.pipeline import Consultation, Pipeline
 from leads.records import Lead, LeadEvent, Prospect, describe_answer
 
 FUNNEL_STEPS = ("started", "completed", "qualified", "booked", "held", "won")
@@ -48,16 +48,6 @@ class Funnel:
     def steps(self) -> tuple[tuple[str, int], ...]:
         """(step, count) in funnel order."""
         return tuple((step, getattr(self, step)) for step in FUNNEL_STEPS)
-
-
-@dataclass(frozen=True)
-class Consultation:
-    """A lead's latest consultation as sales were told of it."""
-
-    expert_key: str
-    starts_at: datetime
-    ends_at: datetime
-    status: str
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from leads.model import LeadId, ProspectId, Questionnaire
-from leads.pipeline import Pipeline
+from leads.pipeline import Consultation, Pipeline
 from leads.records import Lead, Prospect
 from leads.reports import (
-    Consultation,
     LeadRecord,
     csv_rows,
     csv_text,
@@ -76,7 +75,11 @@ def _record(company: str) -> LeadRecord:
     )
     prospect = Prospect(telegram_user_id=42, first_name="Ada", username="ada")
     consultation = Consultation(
-        "amelia", datetime(2026, 11, 26, 10, 0, tzinfo=UTC), datetime(2026, 11, 26, 10, 45, tzinfo=UTC), "confirmed"
+        "c-1@consultbot",
+        "amelia",
+        datetime(2026, 11, 26, 10, 0, tzinfo=UTC),
+        datetime(2026, 11, 26, 10, 45, tzinfo=UTC),
+        "confirmed",
     )
     return LeadRecord(lead, prospect, Pipeline("claimed", 5, "Priya Raman"), consultation)
 
