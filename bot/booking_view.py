@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from bot import journey, texts
@@ -200,11 +201,27 @@ def _zone_question(screen: journey.ZoneQuestion, now: datetime) -> View:
     return View("\n".join(lines), rows)
 
 
+def notice_text(notice: Literal["taken", "gone"]) -> str:
+    """Why the prospect is shown the free days again: their time was just booked by someone else, or is gone."""
+    return texts.DAYS_TAKEN if notice == "taken" else texts.DAYS_GONE
+
+
+def button_answer(screen: Screen) -> str | None:
+    """What the pressed button's answer says (Telegram shows it at once, over the chat); None: nothing.
+
+    A time lost meanwhile is said there too: the screen shown in place may be the one already on the phone (the
+    same free days, which Telegram does not redraw), and the prospect must still learn why nothing was booked.
+    """
+    if isinstance(screen, journey.DayChoice) and screen.notice is not None:
+        return texts.plain(notice_text(screen.notice))
+    return None
+
+
 def _day_choice(screen: journey.DayChoice, now: datetime) -> View:
     experts = ", ".join(f"{escape(e.name)} ({escape(e.role)})" for e in screen.experts) or "our experts"
     lines = []
     if screen.notice is not None:
-        lines.append(texts.DAYS_TAKEN if screen.notice == "taken" else texts.DAYS_GONE)
+        lines.append(notice_text(screen.notice))
     if screen.moving is not None:
         booking = screen.moving
         when = texts.consultation_time(booking.starts_at, booking.ends_at, screen.zone)

@@ -274,3 +274,30 @@ async def test_a_prospect_who_loses_the_race_for_a_time_is_told_and_shown_the_ti
     booked = await bot.services.bookings.upcoming_with(expert_key, since=datetime.now(UTC))
     assert [booking.starts_at for booking in booked] == [_utc_start(ada_slot)]
     assert await bot.services.bookings.upcoming_for(2) == []
+
+
+async def test_pressing_a_time_someone_just_booked_answers_the_button_with_why(
+    fake: FakeTelegram, bot: RunningBot
+) -> None:
+    """Bob presses a time Ada booked since his list was drawn: the button's answer says it is no longer free, and
+    the list turns into the days still free (the answer tells him even where that is what he already sees)."""
+    ada = fake.user(6363, first_name="Ada")
+    bob = fake.user(6464, first_name="Bob")
+    ada_slot, ada_check = await _confirm_screen_of_first_free_time(ada)
+    outcome = await _qualify(bob)
+    await bob.press(outcome, outcome.button("London"))
+    days = await bob.next_screen()
+    await bob.press(days, days.buttons()[0][1])
+    times = await bob.next_screen()
+    assert ada_slot in [data for _, data in times.buttons()]
+    await ada.press(ada_check, ada_check.button("Book it"))
+    assert "Your consultation is booked" in (await ada.next_message()).text
+    answered = len(bob.callback_answers())
+
+    await bob.press(times, ada_slot)
+    fresh = await bob.next_screen()
+    await bob.wait_for_callback_answers(answered + 1)
+
+    assert "no longer free" in fresh.text
+    assert "no longer free" in str(bob.callback_answers()[-1].get("text"))
+    assert await bot.services.bookings.upcoming_for(2) == []

@@ -62,7 +62,8 @@ class BookingHandlers:
         message = query.message if isinstance(query.message, Message) else None
         if isinstance(screen, _IN_PLACE):
             in_place = render.Message(shown.html, booking_keyboard(shown))
-            await asyncio.gather(quietly(query.answer()), show_in_place(chat, message, in_place))
+            answer = query.answer(booking_view.button_answer(screen))
+            await asyncio.gather(quietly(answer), show_in_place(chat, message, in_place))
             return
         retire = [] if message is None else [quietly(message.edit_reply_markup(None))]
         await asyncio.gather(quietly(query.answer()), *retire, self._send(chat, shown))
