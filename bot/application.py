@@ -78,7 +78,7 @@ def build_application(settings: Settings, services: Services, *, metrics: Metric
     staff = StaffHandlers(
         reports=services.reports, staff=[member.user_id for member in config.sales.staff], clock=services.clock
     )
-    qualification = QualificationHandlers(services.qualification, config, booking)
+    qualification = QualificationHandlers(services.qualification, config, booking, queued=services.queued)
     followups = FollowUpHandlers(
         store=services.followups,
         service=services.qualification,

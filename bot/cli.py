@@ -221,14 +221,14 @@ def _sales_workers(services: Services, bot: Bot) -> list[Coroutine[Any, Any, Non
     deliverer = None
     if config.crm.webhook_url is not None:
         deliverer = crm.CrmDeliverer.for_config(config, outbox=services.outbox, clock=utc_now)
-    # Relayed booking changes queue card and CRM messages: wake whichever workers there are.
-    woken = [worker.wake for worker in (poster, deliverer) if worker is not None]
-
-    def relayed() -> None:
-        for wake in woken:
-            wake()
-
-    relay = BookingRelay(bookings=services.booking_store, handoff=services.handoff, clock=utc_now, relayed=relayed)
+    # A completed questionnaire (bot/handlers/qualification.py) and relayed booking changes queue card and CRM
+    # messages: wake whichever workers there are.
+    for worker in (poster, deliverer):
+        if worker is not None:
+            services.queued.add(worker.wake)
+    relay = BookingRelay(
+        bookings=services.booking_store, handoff=services.handoff, clock=utc_now, relayed=services.queued
+    )
     return (
         [relay.keep_relaying()]
         + ([] if poster is None else [poster.keep_posting()])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
@@ -41,6 +41,23 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class Wakeups:
+    """Wakes the workers that send what this process just queued (lead cards, CRM webhooks), rather than leaving
+    it to their next poll; the poll remains for what other processes queue."""
+
+    def __init__(self) -> None:
+        self._wakers: list[Callable[[], None]] = []
+
+    def add(self, wake: Callable[[], None]) -> None:
+        """Wake `wake`'s worker too, from now on."""
+        self._wakers.append(wake)
+
+    def __call__(self) -> None:
+        """Something was queued and committed: wake every worker added."""
+        for wake in self._wakers:
+            wake()
+
+
 @dataclass(frozen=True)
 class Services:
     """Everything the front ends use, connected."""
@@ -62,6 +79,8 @@ class Services:
     blocked: SqlBlockedStore
     """Prospects who blocked the bot: the Telegram limiter records them, the senders skip them."""
     ledger: UpdateLedger
+    queued: Wakeups = field(default_factory=Wakeups)
+    """Called once this process has queued and committed work for the sales workers (bot/cli.py adds them)."""
 
 
 @asynccontextmanager

@@ -3,6 +3,8 @@ lead, the pipeline buttons (staff only), and the card following the lead's consu
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -75,6 +77,27 @@ async def test_a_qualified_leads_card_arrives_in_the_sales_chat_with_everything_
     assert [label for label, _ in card.buttons()] == ["🙋 Claim", "📞 Contacted", "🏆 Won", "❌ Lost", "🚫 Disqualify"]
     assert await _poster(bot).post_due() == 0
     assert fake.rejected() == []
+
+
+async def test_the_card_is_posted_as_the_prospect_confirms_not_at_the_posters_next_poll(
+    fake: FakeTelegram, bot: RunningBot
+) -> None:
+    """The running poster looks for cards only hourly here: the confirmation itself wakes it, as in consultbot run."""
+    sales = fake.group(SALES_CHAT)
+    poster = _poster(bot)
+    bot.services.queued.add(poster.wake)
+    posting = asyncio.create_task(poster.keep_posting(every=timedelta(hours=1)))
+    await asyncio.sleep(0.5)  # its first round, at once: nothing due yet, so it posts nothing and sleeps
+    try:
+        await _qualify(fake.user(7151, first_name="Ada", last_name="Lovelace"))
+        card = await sales.next_message(timeout=5)
+    finally:
+        posting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await posting
+
+    assert "Lead #1" in card.text
+    assert "Ada Lovelace" in card.text
 
 
 async def test_staff_claim_and_work_a_lead_while_others_are_refused_and_every_change_is_recorded(

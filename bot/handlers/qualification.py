@@ -47,12 +47,19 @@ class QualificationHandlers:
     """The prospect's side of the bot."""
 
     def __init__(
-        self, service: QualificationService, config: BusinessConfig, booking: BookingHandlers | None = None
+        self,
+        service: QualificationService,
+        config: BusinessConfig,
+        booking: BookingHandlers | None = None,
+        *,
+        queued: Callable[[], None] = lambda: None,
     ) -> None:
         self._service = service
         self._config = config
         self._booking = booking
         """Where a qualified prospect goes on to book a consultation."""
+        self._queued = queued
+        """Told when a completed questionnaire has queued the lead's card and CRM event (bot/wiring.py, Wakeups)."""
 
     # The service's calls, run once more if the database connection went away under them (a database restart,
     # `pg_terminate_backend`): each is one transaction, rolled back with the connection, and an update already
@@ -74,9 +81,13 @@ class QualificationHandlers:
         )
 
     async def _respond(self, *, chat_key: str, given: flow.Input, update_id: int | None) -> Turn | Ignored:
-        return await _once_more_if_disconnected(
+        turn = await _once_more_if_disconnected(
             lambda: self._service.respond(chat_key=chat_key, given=given, update_id=update_id)
         )
+        if isinstance(turn, Turn) and turn.finished:
+            # Committed with the lead: sales get its card now, not at the card poster's next poll.
+            self._queued()
+        return turn
 
     async def _cancel(self, *, chat_key: str, update_id: int | None) -> bool:
         return await _once_more_if_disconnected(lambda: self._service.cancel(chat_key=chat_key, update_id=update_id))
