@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 from telegram._utils.defaultvalue import DefaultValue
-from telegram._utils.types import ODVInput
+from telegram._utils.types import ODVInput, UploadFileDict
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
@@ -91,6 +91,7 @@ class AiohttpRequest(BaseRequest):
         if self._session is None or self._session.closed:
             raise RuntimeError("This AiohttpRequest is not initialized!")
         files = request_data.multipart_data if request_data else None
+        body = None if request_data is None else _body(request_data.json_parameters, files)
         pool = _given(pool_timeout, self._pool_timeout)
         timeout = self._timeout(
             read=_given(read_timeout, self._read_timeout),
@@ -99,7 +100,7 @@ class AiohttpRequest(BaseRequest):
         )
         async with self._free_connection(pool):
             try:
-                async with self._session.request(method, url, data=_body(request_data), timeout=timeout) as response:
+                async with self._session.request(method, url, data=body, timeout=timeout) as response:
                     return response.status, await response.read()
             except (TimeoutError, aiohttp.ServerTimeoutError) as error:
                 if isinstance(error, aiohttp.ConnectionTimeoutError):
@@ -138,12 +139,8 @@ def _given(value: ODVInput[float], default: float | None) -> float | None:
     return default if isinstance(value, DefaultValue) else value
 
 
-def _body(request_data: RequestData | None) -> Any:
+def _body(parameters: dict[str, str], files: UploadFileDict | None) -> Any:
     """The request's parameters, form-encoded as PTB's own transport sends them, or multipart with files."""
-    if request_data is None:
-        return None
-    parameters = request_data.json_parameters
-    files = request_data.multipart_data
     if not files:
         return parameters
     form = aiohttp.FormData()
