@@ -197,13 +197,14 @@ class UpdateLedger(SqlStore):
 
     async def _end(self, update_id: int, held: _HeldChat | None, *, finished: bool) -> None:
         """Record the update done (finished) or give its claim up (cancelled), giving the chat's lock back too."""
-        now = self._clock()
-        if held is not None and await held.end(update_id, now, finished=finished):
+        # Done now; or given up as a lease that ended a moment ago, which the next claim takes over.
+        at = self._clock() if finished else self._clock() - timedelta(microseconds=1)
+        if held is not None and await held.end(update_id, at, finished=finished):
             return
         # No lock, or its connection was lost mid-update: through the stores' pool.
         work = _finish if finished else _release
         try:
-            await self._run(lambda connection: work(connection, update_id, now))
+            await self._run(lambda connection: work(connection, update_id, at))
         except Exception:
             if finished:
                 # Handled all the same; a redelivery after the lease would be handled again (at least once).
@@ -229,14 +230,12 @@ class _HeldChat:
         self._locked = True
         self._broken = False
 
-    async def end(self, update_id: int, now: datetime, *, finished: bool) -> bool:
-        """Record the update done, or give its claim up, and unlock, in one statement; False if it failed."""
-        # A claim given up is a lease that ended a moment ago: the next claim takes the update over.
-        statement, instant = (
-            (_PG_FINISH_AND_UNLOCK, now) if finished else (_PG_RELEASE_AND_UNLOCK, now - timedelta(microseconds=1))
-        )
+    async def end(self, update_id: int, at: datetime, *, finished: bool) -> bool:
+        """Record the update done at `at`, or its lease ended at `at`, and unlock, in one statement; False if it
+        failed."""
+        statement = _PG_FINISH_AND_UNLOCK if finished else _PG_RELEASE_AND_UNLOCK
         try:
-            await self._driver.fetchval(statement, update_id, instant, CHAT_LOCKS, self._key)
+            await self._driver.fetchval(statement, update_id, at, CHAT_LOCKS, self._key)
         except Exception:
             log.warning("the chat's lock connection failed; it is discarded", exc_info=True)
             self._broken = True
@@ -335,12 +334,11 @@ def _finish(connection: Connection, update_id: int, now: datetime) -> None:
     connection.execute(_FINISH, {"id": update_id, "now": now})
 
 
-def _release(connection: Connection, update_id: int, now: datetime) -> None:
-    # A lease that ended a moment ago: the next claim takes the update over.
+def _release(connection: Connection, update_id: int, ended: datetime) -> None:
     connection.execute(
         update(UPDATES)
         .where(UPDATES.c.update_id == update_id, UPDATES.c.status == "handling")
-        .values(leased_until=now - timedelta(microseconds=1))
+        .values(leased_until=ended)
     )
 
 
