@@ -16,6 +16,7 @@ from telegram.constants import MessageLimit, ParseMode
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
 from bot import texts
+from bot.telegram_io import already_shown
 from bot.texts import escape, shorten
 from bot.workers import keep_doing, retry_delay
 from leads.handoff import HandoffService, LeadCard
@@ -234,7 +235,7 @@ class CardPoster:
                 )
                 return
             except BadRequest as error:
-                if "not modified" in error.message.lower():
+                if already_shown(error):
                     return
                 if "not found" not in error.message.lower():
                     raise

@@ -58,6 +58,12 @@ def is_new_message(endpoint: str) -> bool:
     return endpoint.startswith(("send", "copy", "forward")) and endpoint not in NOT_SENDING
 
 
+def already_shown(error: BadRequest) -> bool:
+    """Whether Telegram refused an edit because the message already shows exactly that ("message is not
+    modified"): the edit's purpose is met, and nothing more need be sent."""
+    return "not modified" in error.message.lower()
+
+
 def surely_not_sent(error: NetworkError) -> bool:
     """Whether a failed request cannot have reached Telegram, so that trying again cannot duplicate it.
 

@@ -15,6 +15,7 @@ from telegram.ext import ContextTypes
 from bot import callbacks, database, logs, render, texts
 from bot.config import BusinessConfig
 from bot.render import booking_keyboard
+from bot.telegram_io import already_shown
 
 if TYPE_CHECKING:
     from bot.handlers.booking import BookingHandlers
@@ -259,7 +260,7 @@ async def show_in_place(chat: Chat, message: Message | None, shown: render.Messa
         try:
             await message.edit_text(shown.html, reply_markup=shown.keyboard)
         except BadRequest as error:
-            if "not modified" in error.message.lower():
+            if already_shown(error):
                 # The message already shows exactly this (a press redelivered after a crash, whose edit had
                 # arrived): a copy of it would be a duplicate.
                 return
