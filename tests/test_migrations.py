@@ -60,7 +60,9 @@ async def test_replicas_starting_at_once_on_an_empty_database_each_find_it_up_to
         )
         for _ in range(3)
     ]
-    outcomes = [(await process.wait(), (await _stderr(process)).strip()) for process in processes]
+    # communicate(), not wait() then read: a process whose stderr pipe filled would never exit.
+    errors = [(await process.communicate())[1].decode(errors="replace") for process in processes]
+    outcomes = [(process.returncode, error) for process, error in zip(processes, errors, strict=True)]
     engine = database.create_engine(database_url)
     try:
         pending = await database.pending_migrations(engine)
@@ -69,8 +71,3 @@ async def test_replicas_starting_at_once_on_an_empty_database_each_find_it_up_to
 
     assert [outcome for outcome in outcomes if outcome[0] != 0] == []
     assert pending == []
-
-
-async def _stderr(process: asyncio.subprocess.Process) -> str:
-    assert process.stderr is not None
-    return (await process.stderr.read()).decode(errors="replace")
